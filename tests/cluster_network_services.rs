@@ -630,6 +630,29 @@ fn bridge_tasks_on_two_boxes_register_in_an_instance_target_group_as_their_own_b
     );
     assert_eq!(bodies.len(), 2, "{bodies:?}");
 
+    // A TCP listener (NLB) on a box: the box's connections reach the tasks of both boxes.
+    let (nlb_port, nlb_ip) = tcp_listener_to(&api, "cluster-bridge-tcp", &want);
+    let mut seen = Vec::new();
+    api.wait_for(
+        60,
+        "box 0's TCP listener reaching the tasks of both boxes",
+        || {
+            let out = boxes[0]
+                .exec("curl")
+                .args(["-s", "--noproxy", "*", "-m", "5", "-f"])
+                .arg(format!("http://{nlb_ip}:{nlb_port}/"))
+                .output()
+                .unwrap();
+            if out.status.success() {
+                seen.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+                seen.sort();
+                seen.dedup();
+            }
+            (seen.len() == 2).then_some(())
+        },
+    );
+    assert_eq!(seen, bodies, "the same two tasks over TCP");
+
     api.aws_json(&["delete-service", "--service", "bridgeweb", "--force"]);
     api.wait_for(90, "bridgeweb INACTIVE", || {
         (api.service("default", "bridgeweb")["status"] == "INACTIVE").then_some(())
@@ -642,6 +665,29 @@ fn bridge_tasks_on_two_boxes_register_in_an_instance_target_group_as_their_own_b
     for b in &boxes {
         assert_box_clean(b, &task_ids);
     }
+}
+
+/// A network load balancer `name` with a TCP listener forwarding to a TCP group of the
+/// `instance` targets `targets` (instance id, port): its port and address.
+fn tcp_listener_to(api: &Api, name: &str, targets: &[(String, u64)]) -> (u16, String) {
+    let lb = common::elb::create_nlb(api, name);
+    let tg = common::elb::tcp_target_group(api, name, "8080", "instance");
+    let mut args = vec![
+        "register-targets".to_string(),
+        "--target-group-arn".into(),
+        tg.clone(),
+        "--targets".into(),
+    ];
+    args.extend(
+        targets
+            .iter()
+            .map(|(id, port)| format!("Id={id},Port={port}")),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    elbv2(api, &args);
+    let port = common::util::free_port();
+    common::elb::tcp_listener(api, &lb.arn, &port.to_string(), &tg);
+    (port, lb.ip)
 }
 
 /// Each target of `tg` and its state, as `api` describes them.

@@ -617,14 +617,14 @@ async fn publish_ecs_metrics(
         // In cluster mode, the other boxes' tasks too (`crate::cluster::metrics`).
         let remote = match crate::cluster::serving() {
             Some(etcd) => boxes.gather(etcd, now, high_resolution, &insights).await,
-            None => Vec::new(),
+            None => Default::default(),
         };
         let (g, cw, aas, publisher) = (g.clone(), cw.clone(), aas.clone(), publisher.clone());
         let elb = elb.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut p = publisher.lock().unwrap_or_else(|e| e.into_inner());
             let sampled = p.sample(&g, &cw.metrics, now, high_resolution, &insights);
-            for (id, data) in &remote {
+            for (id, data) in &remote.metrics {
                 cw.metrics.put(id, data, now);
             }
             if !insights.is_empty() {
@@ -639,8 +639,9 @@ async fn publish_ecs_metrics(
                     }
                 }
             }
-            // The load balancers' counts since the last sample (`elb::meters`).
-            elb.publish(&cw.metrics, now, high_resolution);
+            // The load balancers' counts since the last sample (`elb::meters`): this
+            // serve's listeners' and, in cluster mode, every box's.
+            elb.publish(&cw.metrics, now, high_resolution, &remote.elb);
             evaluate_and_act(&g, &cw, &aas, now);
             sampled
         })

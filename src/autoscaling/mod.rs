@@ -17,10 +17,9 @@ pub mod ops;
 pub mod scaling;
 pub mod schedule;
 
-use crate::store::json_state::Kept;
+use crate::store::json_state::Held;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 /// Milliseconds since the epoch (CloudWatch's clock).
 pub type Millis = i64;
@@ -341,8 +340,7 @@ fn policy_key(resource_id: &str, name: &str) -> String {
 /// activities.
 #[derive(Debug)]
 pub struct AutoScaling {
-    kept: Mutex<Kept>,
-    state: Mutex<Saved>,
+    held: Held<Saved>,
     region: String,
     account: String,
 }
@@ -374,11 +372,12 @@ impl AutoScaling {
         account: &str,
         rows: bool,
     ) -> AsResult<AutoScaling> {
-        let (kept, saved) = Kept::open(root, "autoscaling/state.json", "autoscaling", GROUPS, rows)
+        let file = "autoscaling/state.json";
+        let what = "Application Auto Scaling";
+        let held = Held::open(root, file, "autoscaling", GROUPS, rows, what)
             .map_err(|e| AsError::Internal(crate::errors::error_chain(&e)))?;
         Ok(AutoScaling {
-            kept: Mutex::new(kept),
-            state: Mutex::new(saved),
+            held,
             region: region.to_string(),
             account: account.to_string(),
         })
@@ -386,17 +385,12 @@ impl AutoScaling {
 
     /// The state, as another serve of the cluster may have changed it.
     fn lock(&self) -> std::sync::MutexGuard<'_, Saved> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .refresh(&mut *s, "Application Auto Scaling");
-        s
+        self.held.lock()
     }
 
     fn save(&self, s: &Saved) -> AsResult<()> {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.save(s)
+        self.held
+            .save(s)
             .map_err(|e| AsError::Internal(crate::errors::error_chain(&e)))
     }
 

@@ -20,11 +20,10 @@
 use super::metrics::{MetricId, Millis};
 use super::query::{self, MetricDataQuery};
 use super::{CwError, CwResult, Metrics};
-use crate::store::json_state::Kept;
+use crate::store::json_state::Held;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 /// An alarm's history is kept to this many items.
 const HISTORY_KEPT: usize = 100;
@@ -287,8 +286,7 @@ const GROUPS: &[crate::store::json_state::Group] = &[crate::store::json_state::G
 /// The box's (in `serve --cluster`, the cluster's) alarms.
 #[derive(Debug)]
 pub struct Alarms {
-    kept: Mutex<Kept>,
-    state: Mutex<Saved>,
+    held: Held<Saved>,
     arn_prefix: String,
 }
 
@@ -315,28 +313,23 @@ impl Alarms {
         account: &str,
         rows: bool,
     ) -> CwResult<Alarms> {
-        let (kept, saved) = Kept::open(root, "cloudwatch/alarms.json", "alarms", GROUPS, rows)
+        let file = "cloudwatch/alarms.json";
+        let held = Held::open(root, file, "alarms", GROUPS, rows, "CloudWatch alarms")
             .map_err(|e| CwError::Internal(crate::errors::error_chain(&e)))?;
         Ok(Alarms {
-            kept: Mutex::new(kept),
-            state: Mutex::new(saved),
+            held,
             arn_prefix: format!("arn:aws:cloudwatch:{region}:{account}:alarm:"),
         })
     }
 
     /// The alarms, as another serve of the cluster may have changed them.
     fn lock(&self) -> std::sync::MutexGuard<'_, Saved> {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        self.kept
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .refresh(&mut *s, "CloudWatch alarms");
-        s
+        self.held.lock()
     }
 
     fn save(&self, s: &Saved) -> CwResult<()> {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.save(s)
+        self.held
+            .save(s)
             .map_err(|e| CwError::Internal(crate::errors::error_chain(&e)))
     }
 
@@ -427,155 +420,17 @@ impl Alarms {
                     .into(),
             ));
         }
-        let missing =
-            |n: &str| CwError::MissingParameter(format!("The parameter {n} is required."));
-        // An alarm's period: 10, 20, 30 or a multiple of 60 (PutMetricAlarm's `Period`,
-        // and each period of its `Metrics`); a managed alarm's may be the box's.
-        let box_secs = i64::try_from(crate::config::get().metrics_period.as_secs()).ok();
-        let alarm_period = move |p: i64, what: &str| -> CwResult<Millis> {
-            let of_box = box_period && Some(p) == box_secs;
-            if of_box || matches!(p, 10 | 20 | 30) || (p >= 60 && p % 60 == 0) {
-                Ok(p * 1000)
-            } else {
-                Err(CwError::InvalidParameterValue(format!(
-                    "The parameter {what} must be 10, 20, 30 or a multiple of 60 (got {p})"
-                )))
-            }
-        };
-        let (namespace, metric_name, period) = match &req.metrics {
-            Some(queries) => {
-                // PutMetricAlarm: "If you use the Metrics parameter, you cannot include the
-                // Namespace, MetricName, Dimensions, Period, Unit, Statistic, or
-                // ExtendedStatistic parameters" (API reference; the model's docs).
-                let given: Vec<&str> = [
-                    ("MetricName", req.metric_name.is_some()),
-                    ("Namespace", req.namespace.is_some()),
-                    ("Dimensions", !req.dimensions.is_empty()),
-                    ("Period", req.period.is_some()),
-                    ("Unit", req.unit.is_some()),
-                    ("Statistic", req.statistic.is_some()),
-                    ("ExtendedStatistic", req.extended_statistic.is_some()),
-                ]
-                .into_iter()
-                .filter_map(|(n, g)| g.then_some(n))
-                .collect();
-                if !given.is_empty() {
-                    return Err(CwError::InvalidParameterCombination(format!(
-                        "Metrics cannot be given with {}: an alarm on metric math takes its \
-                         metrics, periods, statistics and units from the Metrics array",
-                        given.join(", ")
-                    )));
-                }
-                let period = math_period(queries, &alarm_period, now)?;
-                (None, None, period)
-            }
-            None => {
-                let namespace = req.namespace.clone().ok_or_else(|| missing("Namespace"))?;
-                let metric_name = req
-                    .metric_name
-                    .clone()
-                    .ok_or_else(|| missing("MetricName"))?;
-                let period = req.period.ok_or_else(|| missing("Period"))?;
-                alarm_period(period, "Period")?;
-                (Some(namespace), Some(metric_name), period)
-            }
-        };
-        let evaluation_periods = req
-            .evaluation_periods
-            .ok_or_else(|| missing("EvaluationPeriods"))?;
-        if evaluation_periods < 1 || evaluation_periods * period > 7 * 86_400 {
-            return Err(invalid(format!(
-                "EvaluationPeriods {evaluation_periods} × Period {period}: at least one period, \
-                 at most 7 days"
-            )));
-        }
-        let datapoints_to_alarm = req.datapoints_to_alarm.unwrap_or(evaluation_periods);
-        if datapoints_to_alarm < 1 || datapoints_to_alarm > evaluation_periods {
-            return Err(invalid(format!(
-                "DatapointsToAlarm {datapoints_to_alarm} must be between 1 and EvaluationPeriods \
-                 ({evaluation_periods})"
-            )));
-        }
-        let threshold = req.threshold.ok_or_else(|| missing("Threshold"))?;
-        let comparison_operator = req
-            .comparison_operator
-            .ok_or_else(|| missing("ComparisonOperator"))?;
-        if !matches!(
-            comparison_operator.as_str(),
-            "GreaterThanOrEqualToThreshold"
-                | "GreaterThanThreshold"
-                | "LessThanThreshold"
-                | "LessThanOrEqualToThreshold"
-        ) {
-            return Err(invalid(format!(
-                "ComparisonOperator {comparison_operator}: the anomaly-detection operators \
-                 need a band (ThresholdMetricId), which is not evaluated here"
-            )));
-        }
-        match (&req.statistic, &req.extended_statistic) {
-            _ if req.metrics.is_some() => {}
-            (Some(_), Some(_)) | (None, None) => {
-                return Err(CwError::InvalidParameterCombination(
-                    "Exactly one of Statistic and ExtendedStatistic must be given.".into(),
-                ));
-            }
-            (Some(s), None)
-                if !matches!(
-                    s.as_str(),
-                    "SampleCount" | "Average" | "Sum" | "Minimum" | "Maximum"
-                ) =>
-            {
-                return Err(invalid(format!(
-                    "The value {s} for parameter Statistic is invalid."
-                )));
-            }
-            (None, Some(e)) if !super::metrics::is_percentile(e) => {
-                return Err(invalid(format!(
-                    "The value {e} for parameter ExtendedStatistic is invalid: a percentile \
-                     pNN is evaluated here"
-                )));
-            }
-            _ => {}
-        }
-        // Ref: PutMetricAlarm `EvaluateLowSampleCountPercentile`, "Valid Values: evaluate |
-        // ignore"; "Used only for alarms based on percentiles" (kept and shown for others).
-        if let Some(v) = &req.evaluate_low_sample_count_percentile
-            && !matches!(v.as_str(), "evaluate" | "ignore")
-        {
-            return Err(invalid(format!(
-                "The value {v} for parameter EvaluateLowSampleCountPercentile is invalid: \
-                 evaluate or ignore"
-            )));
-        }
-        let treat_missing_data = req.treat_missing_data.unwrap_or_else(|| "missing".into());
-        if !matches!(
-            treat_missing_data.as_str(),
-            "breaching" | "notBreaching" | "ignore" | "missing"
-        ) {
-            return Err(invalid(format!(
-                "The value {treat_missing_data} for parameter TreatMissingData is invalid: \
-                 breaching, notBreaching, ignore or missing"
-            )));
-        }
+        let (namespace, metric_name, period) = checked_metric(&req, now, box_period)?;
+        let (evaluation_periods, datapoints_to_alarm, threshold, comparison_operator) =
+            checked_evaluation(&req, period)?;
+        checked_statistic(&req)?;
+        let treat_missing_data = checked_missing_data(&req)?;
         if req.dimensions.len() > 30 {
             return Err(invalid(
                 "The collection Dimensions must not have a size greater than 30.".into(),
             ));
         }
-        // Ref: CloudWatch User Guide, "Alarm actions". Only Application Auto Scaling
-        // policies are run here (crate::autoscaling::scaling); the others are kept, shown
-        // and said not carried out (docs/cloudwatch.md).
-        for action in req
-            .ok_actions
-            .iter()
-            .chain(&req.alarm_actions)
-            .chain(&req.insufficient_data_actions)
-            .filter(|a| !a.contains(":scalingPolicy:"))
-        {
-            tracing::warn!(alarm = %req.alarm_name, action = %action,
-                "PutMetricAlarm: alarm action kept and shown, not carried out here (only \
-                 Application Auto Scaling policies are run: docs/cloudwatch.md)");
-        }
+        say_actions_not_run(&req);
         Ok(Alarm {
             alarm_arn: format!("{}{}", self.arn_prefix, req.alarm_name),
             alarm_name: req.alarm_name,
@@ -1103,6 +958,192 @@ pub struct PutMetricAlarmInput {
     pub metrics: Option<Vec<MetricDataQuery>>,
     pub tags: Option<Vec<Tag>>,
     pub threshold_metric_id: Option<String>,
+}
+
+/// PutMetricAlarm's metric: (namespace, metric name, period in seconds) of an alarm on
+/// one metric, or (None, None, the period of its math) of one on `Metrics`.
+fn checked_metric(
+    req: &PutMetricAlarmInput,
+    now: Millis,
+    box_period: bool,
+) -> CwResult<(Option<String>, Option<String>, i64)> {
+    let missing = |n: &str| CwError::MissingParameter(format!("The parameter {n} is required."));
+    // An alarm's period: 10, 20, 30 or a multiple of 60 (PutMetricAlarm's `Period`,
+    // and each period of its `Metrics`); a managed alarm's may be the box's.
+    let box_secs = i64::try_from(crate::config::get().metrics_period.as_secs()).ok();
+    let alarm_period = move |p: i64, what: &str| -> CwResult<Millis> {
+        let of_box = box_period && Some(p) == box_secs;
+        if of_box || matches!(p, 10 | 20 | 30) || (p >= 60 && p % 60 == 0) {
+            Ok(p * 1000)
+        } else {
+            Err(CwError::InvalidParameterValue(format!(
+                "The parameter {what} must be 10, 20, 30 or a multiple of 60 (got {p})"
+            )))
+        }
+    };
+    Ok(match &req.metrics {
+        Some(queries) => {
+            // PutMetricAlarm: "If you use the Metrics parameter, you cannot include the
+            // Namespace, MetricName, Dimensions, Period, Unit, Statistic, or
+            // ExtendedStatistic parameters" (API reference; the model's docs).
+            let given: Vec<&str> = [
+                ("MetricName", req.metric_name.is_some()),
+                ("Namespace", req.namespace.is_some()),
+                ("Dimensions", !req.dimensions.is_empty()),
+                ("Period", req.period.is_some()),
+                ("Unit", req.unit.is_some()),
+                ("Statistic", req.statistic.is_some()),
+                ("ExtendedStatistic", req.extended_statistic.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(n, g)| g.then_some(n))
+            .collect();
+            if !given.is_empty() {
+                return Err(CwError::InvalidParameterCombination(format!(
+                    "Metrics cannot be given with {}: an alarm on metric math takes its \
+                         metrics, periods, statistics and units from the Metrics array",
+                    given.join(", ")
+                )));
+            }
+            let period = math_period(queries, &alarm_period, now)?;
+            (None, None, period)
+        }
+        None => {
+            let namespace = req.namespace.clone().ok_or_else(|| missing("Namespace"))?;
+            let metric_name = req
+                .metric_name
+                .clone()
+                .ok_or_else(|| missing("MetricName"))?;
+            let period = req.period.ok_or_else(|| missing("Period"))?;
+            alarm_period(period, "Period")?;
+            (Some(namespace), Some(metric_name), period)
+        }
+    })
+}
+
+/// PutMetricAlarm's evaluation: (EvaluationPeriods, DatapointsToAlarm, Threshold,
+/// ComparisonOperator), within CloudWatch's bounds.
+fn checked_evaluation(req: &PutMetricAlarmInput, period: i64) -> CwResult<(i64, i64, f64, String)> {
+    let invalid = |m: String| CwError::InvalidParameterValue(m);
+    let missing = |n: &str| CwError::MissingParameter(format!("The parameter {n} is required."));
+    let evaluation_periods = req
+        .evaluation_periods
+        .ok_or_else(|| missing("EvaluationPeriods"))?;
+    if evaluation_periods < 1 || evaluation_periods * period > 7 * 86_400 {
+        return Err(invalid(format!(
+            "EvaluationPeriods {evaluation_periods} × Period {period}: at least one period, \
+                 at most 7 days"
+        )));
+    }
+    let datapoints_to_alarm = req.datapoints_to_alarm.unwrap_or(evaluation_periods);
+    if datapoints_to_alarm < 1 || datapoints_to_alarm > evaluation_periods {
+        return Err(invalid(format!(
+            "DatapointsToAlarm {datapoints_to_alarm} must be between 1 and EvaluationPeriods \
+                 ({evaluation_periods})"
+        )));
+    }
+    let threshold = req.threshold.ok_or_else(|| missing("Threshold"))?;
+    let comparison_operator = req
+        .comparison_operator
+        .clone()
+        .ok_or_else(|| missing("ComparisonOperator"))?;
+    if !matches!(
+        comparison_operator.as_str(),
+        "GreaterThanOrEqualToThreshold"
+            | "GreaterThanThreshold"
+            | "LessThanThreshold"
+            | "LessThanOrEqualToThreshold"
+    ) {
+        return Err(invalid(format!(
+            "ComparisonOperator {comparison_operator}: the anomaly-detection operators \
+                 need a band (ThresholdMetricId), which is not evaluated here"
+        )));
+    }
+    Ok((
+        evaluation_periods,
+        datapoints_to_alarm,
+        threshold,
+        comparison_operator,
+    ))
+}
+
+/// PutMetricAlarm's statistic: exactly one of Statistic and ExtendedStatistic (a
+/// percentile) of an alarm on one metric; EvaluateLowSampleCountPercentile's values.
+fn checked_statistic(req: &PutMetricAlarmInput) -> CwResult<()> {
+    let invalid = |m: String| CwError::InvalidParameterValue(m);
+    match (&req.statistic, &req.extended_statistic) {
+        _ if req.metrics.is_some() => {}
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(CwError::InvalidParameterCombination(
+                "Exactly one of Statistic and ExtendedStatistic must be given.".into(),
+            ));
+        }
+        (Some(s), None)
+            if !matches!(
+                s.as_str(),
+                "SampleCount" | "Average" | "Sum" | "Minimum" | "Maximum"
+            ) =>
+        {
+            return Err(invalid(format!(
+                "The value {s} for parameter Statistic is invalid."
+            )));
+        }
+        (None, Some(e)) if !super::metrics::is_percentile(e) => {
+            return Err(invalid(format!(
+                "The value {e} for parameter ExtendedStatistic is invalid: a percentile \
+                     pNN is evaluated here"
+            )));
+        }
+        _ => {}
+    }
+    // Ref: PutMetricAlarm `EvaluateLowSampleCountPercentile`, "Valid Values: evaluate |
+    // ignore"; "Used only for alarms based on percentiles" (kept and shown for others).
+    if let Some(v) = &req.evaluate_low_sample_count_percentile
+        && !matches!(v.as_str(), "evaluate" | "ignore")
+    {
+        return Err(invalid(format!(
+            "The value {v} for parameter EvaluateLowSampleCountPercentile is invalid: \
+                 evaluate or ignore"
+        )));
+    }
+    Ok(())
+}
+
+/// PutMetricAlarm's TreatMissingData (`missing` by default).
+fn checked_missing_data(req: &PutMetricAlarmInput) -> CwResult<String> {
+    let invalid = |m: String| CwError::InvalidParameterValue(m);
+    let treat_missing_data = req
+        .treat_missing_data
+        .clone()
+        .unwrap_or_else(|| "missing".into());
+    if !matches!(
+        treat_missing_data.as_str(),
+        "breaching" | "notBreaching" | "ignore" | "missing"
+    ) {
+        return Err(invalid(format!(
+            "The value {treat_missing_data} for parameter TreatMissingData is invalid: \
+                 breaching, notBreaching, ignore or missing"
+        )));
+    }
+    Ok(treat_missing_data)
+}
+
+/// Says in serve's log each action of the alarm that is kept and shown, not run.
+fn say_actions_not_run(req: &PutMetricAlarmInput) {
+    // Ref: CloudWatch User Guide, "Alarm actions". Only Application Auto Scaling
+    // policies are run here (crate::autoscaling::scaling); the others are kept, shown
+    // and said not carried out (docs/cloudwatch.md).
+    for action in req
+        .ok_actions
+        .iter()
+        .chain(&req.alarm_actions)
+        .chain(&req.insufficient_data_actions)
+        .filter(|a| !a.contains(":scalingPolicy:"))
+    {
+        tracing::warn!(alarm = %req.alarm_name, action = %action,
+                "PutMetricAlarm: alarm action kept and shown, not carried out here (only \
+                 Application Auto Scaling policies are run: docs/cloudwatch.md)");
+    }
 }
 
 #[cfg(test)]

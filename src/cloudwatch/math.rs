@@ -631,6 +631,19 @@ fn arity(f: &str, args: &[Expr], min: usize, max: usize) -> MResult<()> {
 }
 
 fn call(f: &str, args: &[Expr], cx: &Context) -> MResult<Value> {
+    match f {
+        "METRICS" | "METRIC_COUNT" | "FIRST" | "LAST" | "REMOVE_EMPTY" | "SORT" | "SLICE" => {
+            call_on_arrays(f, args, cx)
+        }
+        "PERIOD" | "TIME_SERIES" | "MINUTE" | "HOUR" | "DAY" | "DATE" | "MONTH" | "YEAR"
+        | "EPOCH" => call_on_time(f, args, cx),
+        _ => call_on_values(f, args, cx),
+    }
+}
+
+/// The functions of arrays of time series (METRICS, METRIC_COUNT, FIRST, LAST,
+/// REMOVE_EMPTY, SORT, SLICE).
+fn call_on_arrays(f: &str, args: &[Expr], cx: &Context) -> MResult<Value> {
     let arg = |i: usize| eval(&args[i], cx);
     match f {
         "METRICS" => {
@@ -647,21 +660,6 @@ fn call(f: &str, args: &[Expr], cx: &Context) -> MResult<Value> {
                     .map(|(_, s)| s.clone())
                     .collect(),
             ))
-        }
-        "ABS" | "CEIL" | "FLOOR" | "LOG" | "LOG10" => {
-            arity(f, args, 1, 1)?;
-            let g: fn(f64) -> f64 = match f {
-                "ABS" => f64::abs,
-                "CEIL" => f64::ceil,
-                "FLOOR" => f64::floor,
-                "LOG" => f64::ln,
-                _ => f64::log10,
-            };
-            unary(arg(0)?, g)
-        }
-        "AVG" | "SUM" | "MIN" | "MAX" | "STDDEV" | "DATAPOINT_COUNT" => {
-            arity(f, args, 1, 1)?;
-            reduce(f, arg(0)?)
         }
         "METRIC_COUNT" => {
             arity(f, args, 1, 1)?;
@@ -683,84 +681,6 @@ fn call(f: &str, args: &[Expr], cx: &Context) -> MResult<Value> {
                     .filter(|s| !s.points.is_empty())
                     .collect(),
             ))
-        }
-        "DIFF" => {
-            arity(f, args, 1, 1)?;
-            each(arg(0)?, f, |s| pairs(s, |a, b| b.1 - a.1))
-        }
-        "DIFF_TIME" => {
-            arity(f, args, 1, 1)?;
-            each(arg(0)?, f, |s| pairs(s, |a, b| (b.0 - a.0) as f64 / 1000.0))
-        }
-        "RATE" => {
-            arity(f, args, 1, 1)?;
-            each(arg(0)?, f, |s| {
-                pairs(s, |a, b| (b.1 - a.1) / ((b.0 - a.0) as f64 / 1000.0))
-            })
-        }
-        "RUNNING_SUM" => {
-            arity(f, args, 1, 1)?;
-            each(arg(0)?, f, |s| {
-                let mut total = 0.0;
-                s.points
-                    .iter()
-                    .map(|(t, v)| {
-                        total += v;
-                        (*t, total)
-                    })
-                    .collect()
-            })
-        }
-        "PERIOD" => {
-            arity(f, args, 1, 1)?;
-            let s = one_series(arg(0)?, f)?;
-            s.period.map_or_else(
-                || err("PERIOD takes a metric, not the result of an expression"),
-                |p| Ok(Value::Scalar(p as f64 / 1000.0)),
-            )
-        }
-        "TIME_SERIES" => {
-            arity(f, args, 1, 1)?;
-            let x = scalar(arg(0)?, f)?;
-            Ok(Value::Series(Series::computed(
-                "",
-                cx.grid.iter().map(|t| (*t, x)).collect(),
-            )))
-        }
-        "MINUTE" | "HOUR" | "DAY" | "DATE" | "MONTH" | "YEAR" | "EPOCH" => {
-            arity(f, args, 1, 1)?;
-            one_series(arg(0)?, f)?;
-            let part = |t: Millis| -> f64 {
-                use chrono::{Datelike, Timelike};
-                let d = chrono::DateTime::from_timestamp_millis(t).unwrap_or_default();
-                match f {
-                    "MINUTE" => d.minute() as f64,
-                    "HOUR" => d.hour() as f64,
-                    "DAY" => d.weekday().number_from_monday() as f64,
-                    "DATE" => d.day() as f64,
-                    "MONTH" => d.month() as f64,
-                    "YEAR" => d.year() as f64,
-                    _ => (t / 1000) as f64,
-                }
-            };
-            Ok(Value::Series(Series::computed(
-                "",
-                cx.grid.iter().map(|t| (*t, part(*t))).collect(),
-            )))
-        }
-        "FILL" => {
-            arity(f, args, 2, 2)?;
-            let how = match &args[1] {
-                Expr::Word(w) if w == "REPEAT" || w == "LINEAR" => Fill::Word(w.clone()),
-                other => match eval(other, cx)? {
-                    Value::Scalar(x) => Fill::Scalar(x),
-                    Value::Series(s) => Fill::Series(s),
-                    Value::Array(_) => {
-                        return err("FILL's filler is a scalar, a time series, REPEAT or LINEAR");
-                    }
-                },
-            };
-            each(arg(0)?, f, |s| fill(s, &how, &cx.grid))
         }
         "SORT" => {
             arity(f, args, 3, 4)?;
@@ -803,12 +723,122 @@ fn call(f: &str, args: &[Expr], cx: &Context) -> MResult<Value> {
             };
             Ok(Value::Array(a[from..to].to_vec()))
         }
+        other => err(format!("Unknown function {other}")),
+    }
+}
+
+/// The functions of each value or each series (ABS … LOG10, the reductions, DIFF,
+/// DIFF_TIME, RATE, RUNNING_SUM, FILL, IF).
+fn call_on_values(f: &str, args: &[Expr], cx: &Context) -> MResult<Value> {
+    let arg = |i: usize| eval(&args[i], cx);
+    match f {
+        "ABS" | "CEIL" | "FLOOR" | "LOG" | "LOG10" => {
+            arity(f, args, 1, 1)?;
+            let g: fn(f64) -> f64 = match f {
+                "ABS" => f64::abs,
+                "CEIL" => f64::ceil,
+                "FLOOR" => f64::floor,
+                "LOG" => f64::ln,
+                _ => f64::log10,
+            };
+            unary(arg(0)?, g)
+        }
+        "AVG" | "SUM" | "MIN" | "MAX" | "STDDEV" | "DATAPOINT_COUNT" => {
+            arity(f, args, 1, 1)?;
+            reduce(f, arg(0)?)
+        }
+        "DIFF" => {
+            arity(f, args, 1, 1)?;
+            each(arg(0)?, f, |s| pairs(s, |a, b| b.1 - a.1))
+        }
+        "DIFF_TIME" => {
+            arity(f, args, 1, 1)?;
+            each(arg(0)?, f, |s| pairs(s, |a, b| (b.0 - a.0) as f64 / 1000.0))
+        }
+        "RATE" => {
+            arity(f, args, 1, 1)?;
+            each(arg(0)?, f, |s| {
+                pairs(s, |a, b| (b.1 - a.1) / ((b.0 - a.0) as f64 / 1000.0))
+            })
+        }
+        "RUNNING_SUM" => {
+            arity(f, args, 1, 1)?;
+            each(arg(0)?, f, |s| {
+                let mut total = 0.0;
+                s.points
+                    .iter()
+                    .map(|(t, v)| {
+                        total += v;
+                        (*t, total)
+                    })
+                    .collect()
+            })
+        }
+        "FILL" => {
+            arity(f, args, 2, 2)?;
+            let how = match &args[1] {
+                Expr::Word(w) if w == "REPEAT" || w == "LINEAR" => Fill::Word(w.clone()),
+                other => match eval(other, cx)? {
+                    Value::Scalar(x) => Fill::Scalar(x),
+                    Value::Series(s) => Fill::Series(s),
+                    Value::Array(_) => {
+                        return err("FILL's filler is a scalar, a time series, REPEAT or LINEAR");
+                    }
+                },
+            };
+            each(arg(0)?, f, |s| fill(s, &how, &cx.grid))
+        }
         "IF" => {
             arity(f, args, 2, 3)?;
             let cond = arg(0)?;
             let yes = arg(1)?;
             let no = if args.len() == 3 { Some(arg(2)?) } else { None };
             if_(cond, yes, no)
+        }
+        other => err(format!("Unknown function {other}")),
+    }
+}
+
+/// The functions of time (PERIOD, TIME_SERIES, MINUTE … EPOCH).
+fn call_on_time(f: &str, args: &[Expr], cx: &Context) -> MResult<Value> {
+    let arg = |i: usize| eval(&args[i], cx);
+    match f {
+        "PERIOD" => {
+            arity(f, args, 1, 1)?;
+            let s = one_series(arg(0)?, f)?;
+            s.period.map_or_else(
+                || err("PERIOD takes a metric, not the result of an expression"),
+                |p| Ok(Value::Scalar(p as f64 / 1000.0)),
+            )
+        }
+        "TIME_SERIES" => {
+            arity(f, args, 1, 1)?;
+            let x = scalar(arg(0)?, f)?;
+            Ok(Value::Series(Series::computed(
+                "",
+                cx.grid.iter().map(|t| (*t, x)).collect(),
+            )))
+        }
+        "MINUTE" | "HOUR" | "DAY" | "DATE" | "MONTH" | "YEAR" | "EPOCH" => {
+            arity(f, args, 1, 1)?;
+            one_series(arg(0)?, f)?;
+            let part = |t: Millis| -> f64 {
+                use chrono::{Datelike, Timelike};
+                let d = chrono::DateTime::from_timestamp_millis(t).unwrap_or_default();
+                match f {
+                    "MINUTE" => d.minute() as f64,
+                    "HOUR" => d.hour() as f64,
+                    "DAY" => d.weekday().number_from_monday() as f64,
+                    "DATE" => d.day() as f64,
+                    "MONTH" => d.month() as f64,
+                    "YEAR" => d.year() as f64,
+                    _ => (t / 1000) as f64,
+                }
+            };
+            Ok(Value::Series(Series::computed(
+                "",
+                cx.grid.iter().map(|t| (*t, part(*t))).collect(),
+            )))
         }
         other => err(format!("Unknown function {other}")),
     }

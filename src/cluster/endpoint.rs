@@ -49,7 +49,9 @@ pub struct SampleRequest {
 /// A serve's sampler is forgotten when it has not asked for this long (the serve is gone).
 const SAMPLER_IDLE_MS: crate::cloudwatch::metrics::Millis = 10 * 60 * 1000;
 
-/// A box's answer: how many tasks it sampled, and their datums by metric.
+/// A box's answer: how many tasks it sampled, and their datums by metric; what its
+/// load balancers' listeners counted since this serve's last sample (none from a box
+/// whose data plane did not answer, said in the box's log; or from an older box).
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Sampled {
     pub sampled: usize,
@@ -57,6 +59,8 @@ pub struct Sampled {
         crate::cloudwatch::metrics::MetricId,
         Vec<crate::cloudwatch::metrics::Datum>,
     )>,
+    #[serde(default)]
+    pub elb: Option<crate::elb::meters::Traffic>,
 }
 
 /// The box's samplers, one per serve that asks, with the time of its last ask.
@@ -67,6 +71,9 @@ type Samplers = std::collections::HashMap<
         crate::cloudwatch::metrics::Millis,
     ),
 >;
+
+/// Whether the agent's last ask of its data plane's load balancer counts failed.
+static METERS_FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// On the agent: samples the RUNNING service tasks of the box's store with the asking
 /// serve's sampler of `samplers`.
@@ -81,9 +88,29 @@ fn sample_box(
     let (publisher, last) = all.entry(req.serve.clone()).or_default();
     *last = req.at;
     let sampled = publisher.sample(ecs, &sink, req.at, req.high_resolution, &req.insights)?;
+    drop(all);
+    let elb = match super::balancers::read_meters(&ecs.run_root, &req.serve) {
+        Ok(t) => {
+            if METERS_FAILING.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(
+                    "the load balancers' counts of this box are in serve's samples again"
+                );
+            }
+            Some(t)
+        }
+        Err(e) => {
+            // Said once a streak, not at every sample.
+            if !METERS_FAILING.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(error = %crate::errors::error_chain(&e),
+                    "the load balancers' counts of this box are left out of serve's samples");
+            }
+            None
+        }
+    };
     let answer = Sampled {
         sampled,
         metrics: sink.export(req.high_resolution),
+        elb,
     };
     Ok(serde_json::to_value(answer)?)
 }

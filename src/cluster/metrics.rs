@@ -6,11 +6,14 @@
 //! turns CPU time into a rate; one for each serve that asks), so the figures are the ones
 //! a one-box serve computes. The
 //! datapoints go from the box to the serve over the endpoint's mutual TLS (or the cluster
-//! token's signature), never through etcd.
+//! token's signature), never through etcd. With them comes what the box's load balancers'
+//! listeners counted since that serve's last sample (`super::balancers::read_meters`),
+//! which the serve sums with its own before it publishes the load balancers' metrics.
 
 use super::endpoint::{Answer, METRICS_CALL, SampleRequest, Sampled, agent_endpoints, ask_agents};
 use super::etcd::Etcd;
 use crate::cloudwatch::metrics::{Datum, MetricId, Millis};
+use crate::elb::meters::Traffic;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -25,26 +28,34 @@ pub struct Gatherer {
     failing: HashSet<String>,
 }
 
+/// What the boxes that answered gave: their tasks' datums, and the sum of what their
+/// load balancers' listeners counted.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub metrics: Vec<(MetricId, Vec<Datum>)>,
+    pub elb: Traffic,
+}
+
 impl Gatherer {
     /// Asks every connected agent of every cluster for a sample at `at` (high resolution
     /// or not; with the Container Insights figures of the tasks of the clusters
-    /// `insights` names); the datums of those that answered in time.
+    /// `insights` names); what those that answered in time gave.
     pub async fn gather(
         &mut self,
         etcd: &'static Etcd,
         at: Millis,
         high_resolution: bool,
         insights: &[String],
-    ) -> Vec<(MetricId, Vec<Datum>)> {
+    ) -> Gathered {
         let endpoints = match agent_endpoints(etcd).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "ECS metrics: cannot list the boxes to sample");
-                return Vec::new();
+                return Gathered::default();
             }
         };
         if endpoints.is_empty() {
-            return Vec::new();
+            return Gathered::default();
         }
         let req = SampleRequest {
             at,
@@ -58,15 +69,18 @@ impl Gatherer {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "ECS metrics: cannot ask the boxes for samples");
-                return Vec::new();
+                return Gathered::default();
             }
         };
-        let mut out = Vec::new();
+        let mut out = Gathered::default();
         for (endpoint, answer) in answers {
             let why = match answer {
                 Ok(Answer { status: 200, body }) => match serde_json::from_value::<Sampled>(body) {
                     Ok(s) => {
-                        out.extend(s.metrics);
+                        out.metrics.extend(s.metrics);
+                        if let Some(t) = &s.elb {
+                            out.elb.add(t);
+                        }
                         None
                     }
                     Err(e) => Some(format!("its answer does not decode: {e}")),

@@ -90,6 +90,7 @@ pub async fn serve_tasks(etcd: Etcd, run_root: std::path::PathBuf, subnet: netns
             records.clone(),
             crate::config::get().hosts_file.clone(),
             &format!("{} (agent)", run_root.display()),
+            &run_root,
         ),
         records,
         proxies: Proxies::new(subnet.gateway()),

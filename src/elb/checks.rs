@@ -120,44 +120,7 @@ pub(super) fn actions(
     }
     let mut out = Vec::new();
     for a in &given {
-        let kind = a.required("Type")?;
-        match kind {
-            "forward" | "fixed-response" | "redirect" => {}
-            "authenticate-oidc" | "authenticate-cognito" | "jwt-validation" => {
-                return Err(ElbError::InvalidLoadBalancerAction(format!(
-                    "Action type '{kind}' is supported only on HTTPS listeners, which minifargate does not serve (no ACM certificates here)"
-                )));
-            }
-            other => {
-                return Err(validation(format!(
-                    "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [forward, authenticate-oidc, authenticate-cognito, redirect, fixed-response, jwt-validation]"
-                )));
-            }
-        }
-        if lb.kind == LbType::Network && kind != "forward" {
-            return Err(ElbError::InvalidLoadBalancerAction(format!(
-                "Action type '{kind}' is not supported for network load balancers: use forward"
-            )));
-        }
-        for (config, of) in [
-            ("ForwardConfig", "forward"),
-            ("FixedResponseConfig", "fixed-response"),
-            ("RedirectConfig", "redirect"),
-            ("AuthenticateOidcConfig", "authenticate-oidc"),
-            ("AuthenticateCognitoConfig", "authenticate-cognito"),
-            ("JwtValidationConfig", "jwt-validation"),
-        ] {
-            if of != kind && !a.sub(config).is_empty() {
-                return Err(validation(format!(
-                    "{config} can be specified only for a '{of}' action, not '{kind}'"
-                )));
-            }
-        }
-        if kind != "forward" && a.str("TargetGroupArn").is_some() {
-            return Err(validation(format!(
-                "A target group ARN can be specified only for a forward action, not '{kind}'"
-            )));
-        }
+        let kind = checked_kind(a, lb)?;
         let mut action = Action {
             kind: kind.to_string(),
             order: a.int("Order", 1, 50000)?,
@@ -169,74 +132,7 @@ pub(super) fn actions(
         };
         match kind {
             "forward" => {
-                let fc = a.sub("ForwardConfig");
-                let groups = fc.structs("TargetGroups");
-                if !groups.is_empty() {
-                    if groups.len() > 5 {
-                        return Err(validation(
-                            "A forward action can have at most 5 target groups",
-                        ));
-                    }
-                    let mut v: Vec<WeightedGroup> = Vec::new();
-                    for g in groups {
-                        let arn = g.required("TargetGroupArn")?.to_string();
-                        if v.iter().any(|w| w.arn == arn) {
-                            return Err(validation(format!(
-                                "Target group '{arn}' is listed more than once in the forward action"
-                            )));
-                        }
-                        v.push(WeightedGroup {
-                            arn,
-                            weight: g.int("Weight", 0, 999)?,
-                        });
-                    }
-                    action.forward = Some(v);
-                }
-                let st = fc.sub("TargetGroupStickinessConfig");
-                if !st.is_empty() {
-                    let enabled = st.bool("Enabled")?.unwrap_or(false);
-                    let duration = st.int("DurationSeconds", 1, 604800)?;
-                    if enabled && duration.is_none() {
-                        return Err(validation(
-                            "TargetGroupStickinessConfig.DurationSeconds must be specified when stickiness is enabled",
-                        ));
-                    }
-                    action.stickiness = Some(super::model::GroupStickiness { enabled, duration });
-                }
-                action.target_group_arn = a.str("TargetGroupArn").map(str::to_string);
-                if let (Some(one), Some(groups)) = (&action.target_group_arn, &action.forward)
-                    && (groups.len() != 1 || &groups[0].arn != one)
-                {
-                    return Err(validation(
-                        "TargetGroupArn and ForwardConfig can both be given only with the same one target group; for several, use ForwardConfig alone",
-                    ));
-                }
-                if action.groups().is_empty() {
-                    return Err(validation(
-                        "A target group ARN must be specified for a forward action",
-                    ));
-                }
-                if lb.kind == LbType::Network && action.groups().len() > 1 {
-                    return Err(ElbError::InvalidLoadBalancerAction(
-                        "A network load balancer's forward action can have only one target group"
-                            .into(),
-                    ));
-                }
-                for arn in action.groups() {
-                    let g = group(s, arn)?;
-                    if g.protocol != protocol {
-                        return Err(ElbError::IncompatibleProtocols(format!(
-                            "The protocol of the target group '{arn}' ({}) is not compatible with the listener protocol ({protocol})",
-                            g.protocol
-                        )));
-                    }
-                    // A target group is associated with one load balancer at most (ELB's rule).
-                    if let Some(other) = s.lbs_of_group(arn).iter().find(|l| **l != lb.arn) {
-                        return Err(ElbError::TargetGroupAssociationLimit(format!(
-                            "The following target groups cannot be associated with more than one load balancer: '{arn}' (already with '{other}')"
-                        )));
-                    }
-                }
+                forward_action(s, a, lb, protocol, &mut action)?;
             }
             "fixed-response" => {
                 let fc = a.sub("FixedResponseConfig");
@@ -257,6 +153,136 @@ pub(super) fn actions(
         }
         out.push(action);
     }
+    one_ending_action(&out)?;
+    Ok(out)
+}
+
+/// An action's `Type`, checked against the load balancer and the configurations given.
+fn checked_kind<'a>(a: &'a Params, lb: &LoadBalancer) -> ElbResult<&'a str> {
+    let kind = a.required("Type")?;
+    match kind {
+        "forward" | "fixed-response" | "redirect" => {}
+        "authenticate-oidc" | "authenticate-cognito" | "jwt-validation" => {
+            return Err(ElbError::InvalidLoadBalancerAction(format!(
+                "Action type '{kind}' is supported only on HTTPS listeners, which minifargate does not serve (no ACM certificates here)"
+            )));
+        }
+        other => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [forward, authenticate-oidc, authenticate-cognito, redirect, fixed-response, jwt-validation]"
+            )));
+        }
+    }
+    if lb.kind == LbType::Network && kind != "forward" {
+        return Err(ElbError::InvalidLoadBalancerAction(format!(
+            "Action type '{kind}' is not supported for network load balancers: use forward"
+        )));
+    }
+    for (config, of) in [
+        ("ForwardConfig", "forward"),
+        ("FixedResponseConfig", "fixed-response"),
+        ("RedirectConfig", "redirect"),
+        ("AuthenticateOidcConfig", "authenticate-oidc"),
+        ("AuthenticateCognitoConfig", "authenticate-cognito"),
+        ("JwtValidationConfig", "jwt-validation"),
+    ] {
+        if of != kind && !a.sub(config).is_empty() {
+            return Err(validation(format!(
+                "{config} can be specified only for a '{of}' action, not '{kind}'"
+            )));
+        }
+    }
+    if kind != "forward" && a.str("TargetGroupArn").is_some() {
+        return Err(validation(format!(
+            "A target group ARN can be specified only for a forward action, not '{kind}'"
+        )));
+    }
+    Ok(kind)
+}
+
+/// A forward action's target groups (`TargetGroupArn` or `ForwardConfig`, weighted) and
+/// stickiness into `action`, each group of the listener's protocol and of no other load
+/// balancer.
+fn forward_action(
+    s: &State,
+    a: &Params,
+    lb: &LoadBalancer,
+    protocol: &str,
+    action: &mut Action,
+) -> ElbResult<()> {
+    let fc = a.sub("ForwardConfig");
+    let groups = fc.structs("TargetGroups");
+    if !groups.is_empty() {
+        if groups.len() > 5 {
+            return Err(validation(
+                "A forward action can have at most 5 target groups",
+            ));
+        }
+        let mut v: Vec<WeightedGroup> = Vec::new();
+        for g in groups {
+            let arn = g.required("TargetGroupArn")?.to_string();
+            if v.iter().any(|w| w.arn == arn) {
+                return Err(validation(format!(
+                    "Target group '{arn}' is listed more than once in the forward action"
+                )));
+            }
+            v.push(WeightedGroup {
+                arn,
+                weight: g.int("Weight", 0, 999)?,
+            });
+        }
+        action.forward = Some(v);
+    }
+    let st = fc.sub("TargetGroupStickinessConfig");
+    if !st.is_empty() {
+        let enabled = st.bool("Enabled")?.unwrap_or(false);
+        let duration = st.int("DurationSeconds", 1, 604800)?;
+        if enabled && duration.is_none() {
+            return Err(validation(
+                "TargetGroupStickinessConfig.DurationSeconds must be specified when stickiness is enabled",
+            ));
+        }
+        action.stickiness = Some(super::model::GroupStickiness { enabled, duration });
+    }
+    action.target_group_arn = a.str("TargetGroupArn").map(str::to_string);
+    if let (Some(one), Some(groups)) = (&action.target_group_arn, &action.forward)
+        && (groups.len() != 1 || &groups[0].arn != one)
+    {
+        return Err(validation(
+            "TargetGroupArn and ForwardConfig can both be given only with the same one target group; for several, use ForwardConfig alone",
+        ));
+    }
+    if action.groups().is_empty() {
+        return Err(validation(
+            "A target group ARN must be specified for a forward action",
+        ));
+    }
+    if lb.kind == LbType::Network && action.groups().len() > 1 {
+        return Err(ElbError::InvalidLoadBalancerAction(
+            "A network load balancer's forward action can have only one target group".into(),
+        ));
+    }
+    for arn in action.groups() {
+        let g = group(s, arn)?;
+        if g.protocol != protocol {
+            return Err(ElbError::IncompatibleProtocols(format!(
+                "The protocol of the target group '{arn}' ({}) is not compatible with the listener protocol ({protocol})",
+                g.protocol
+            )));
+        }
+        // A target group is associated with one load balancer at most (ELB's rule).
+        if let Some(other) = s.lbs_of_group(arn).iter().find(|l| **l != lb.arn) {
+            return Err(ElbError::TargetGroupAssociationLimit(format!(
+                "The following target groups cannot be associated with more than one load balancer: '{arn}' (already with '{other}')"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Several actions: each with an order of its own, and still refused (one of them only
+/// can end the request; the others would be authenticate actions).
+fn one_ending_action(out: &[Action]) -> ElbResult<()> {
     if out.len() > 1 {
         if out.iter().any(|a| a.order.is_none()) {
             return Err(validation(
@@ -276,7 +302,7 @@ pub(super) fn actions(
             out.len()
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether `value` is one ModifyLoadBalancerAttributes takes for attribute `key` (known

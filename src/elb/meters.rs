@@ -168,11 +168,157 @@ impl Sample {
 const ALB: &str = "AWS/ApplicationELB";
 const NLB: &str = "AWS/NetworkELB";
 
+/// One load balancer's counts (the sum of its listeners') over some time, and its
+/// connections open at its end.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LbCounts {
+    pub requests: u64,
+    /// The load balancer's own answers, 2XX … 5XX.
+    pub elb: [u64; 4],
+    pub non_compliant: u64,
+    pub new_flows: u64,
+    /// A gauge: the connections open when the counts were taken.
+    pub active_flows: u64,
+    pub bytes: u64,
+}
+
+/// One target group's counts behind one load balancer over some time.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GroupCounts {
+    pub requests: u64,
+    /// The targets' answers, 2XX … 5XX.
+    pub target: [u64; 4],
+    /// TargetResponseTime, in seconds (none without an answer).
+    pub rt: Option<Stats>,
+}
+
+/// What a data plane counted since its counts were last taken, by load balancer ARN (and
+/// target group ARN): what a box sends its serves (docs/cloudwatch.md "In cluster mode"),
+/// which sum every box's before they publish ([`Elb::publish`]).
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Traffic {
+    pub load_balancers: BTreeMap<String, LbCounts>,
+    pub groups: BTreeMap<String, BTreeMap<String, GroupCounts>>,
+}
+
+fn merge_rt(into: &mut Option<Stats>, rt: &Option<Stats>) {
+    match (into.as_mut(), rt) {
+        (Some(a), Some(b)) => a.merge(b),
+        (None, Some(b)) => *into = Some(*b),
+        (_, None) => {}
+    }
+}
+
+impl GroupCounts {
+    fn add(&mut self, o: &GroupCounts) {
+        self.requests += o.requests;
+        for (a, b) in self.target.iter_mut().zip(o.target) {
+            *a += b;
+        }
+        merge_rt(&mut self.rt, &o.rt);
+    }
+}
+
+impl LbCounts {
+    /// Adds `o`'s counts; the connections open are `active_flows`.
+    fn add(&mut self, o: &LbCounts, active_flows: u64) {
+        self.requests += o.requests;
+        for (a, b) in self.elb.iter_mut().zip(o.elb) {
+            *a += b;
+        }
+        self.non_compliant += o.non_compliant;
+        self.new_flows += o.new_flows;
+        self.bytes += o.bytes;
+        self.active_flows = active_flows;
+    }
+}
+
+impl Traffic {
+    /// Adds another data plane's counts of the same time: the counts and the
+    /// connections open sum (every box's load balancer is one load balancer).
+    pub fn add(&mut self, o: &Traffic) {
+        for (lb, c) in &o.load_balancers {
+            let e = self.load_balancers.entry(lb.clone()).or_default();
+            let open = e.active_flows + c.active_flows;
+            e.add(c, open);
+        }
+        self.add_groups(o);
+    }
+
+    /// Adds the same data plane's counts of the time after: the counts sum, the
+    /// connections open are the later ones (none for a load balancer `later` lacks).
+    pub fn then(&mut self, later: &Traffic) {
+        for c in self.load_balancers.values_mut() {
+            c.active_flows = 0;
+        }
+        for (lb, c) in &later.load_balancers {
+            self.load_balancers
+                .entry(lb.clone())
+                .or_default()
+                .add(c, c.active_flows);
+        }
+        self.add_groups(later);
+    }
+
+    fn add_groups(&mut self, o: &Traffic) {
+        for (lb, gs) in &o.groups {
+            let into = self.groups.entry(lb.clone()).or_default();
+            for (g, c) in gs {
+                into.entry(g.clone()).or_default().add(c);
+            }
+        }
+    }
+}
+
+/// The readers of one data plane's counts (each serve of a cluster), each given what was
+/// counted since its own last read: two serves asking one box do not take each other's
+/// counts away. A reader that has not read for [`READER_IDLE`] is forgotten (its serve
+/// is gone); a new one starts from the counts since the last read by anyone.
+#[derive(Debug, Default)]
+pub struct Readers {
+    by: std::collections::HashMap<String, (Traffic, std::time::Instant)>,
+}
+
+/// How long a reader is kept without reading.
+pub const READER_IDLE: Duration = Duration::from_secs(10 * 60);
+
+impl Readers {
+    /// What `elb` counted since `reader` last read (taking the counts from `elb`).
+    pub fn read(&mut self, elb: &Elb, reader: &str) -> Traffic {
+        self.read_taken(elb.take_traffic(), reader, std::time::Instant::now())
+    }
+
+    fn read_taken(&mut self, fresh: Traffic, reader: &str, now: std::time::Instant) -> Traffic {
+        self.by
+            .retain(|_, (_, last)| now.duration_since(*last) < READER_IDLE);
+        for (t, _) in self.by.values_mut() {
+            t.then(&fresh);
+        }
+        match self.by.get_mut(reader) {
+            Some((t, last)) => {
+                *last = now;
+                std::mem::take(t)
+            }
+            None => {
+                self.by
+                    .insert(reader.to_string(), (Traffic::default(), now));
+                fresh
+            }
+        }
+    }
+}
+
 impl Elb {
-    /// Takes the counts since the last sample and the targets' health, and puts them into
-    /// `sink` at `now` (high resolution for box periods under a minute).
-    pub fn publish(&self, sink: &Metrics, now: Millis, high_resolution: bool) {
-        let sample = self.take_sample();
+    /// Takes this data plane's counts since the last sample, adds `others` (the boxes'
+    /// data planes' of the same time, in cluster mode) and puts the sum and the targets'
+    /// health into `sink` at `now` (high resolution for box periods under a minute).
+    pub fn publish(&self, sink: &Metrics, now: Millis, high_resolution: bool, others: &Traffic) {
+        let mut traffic = self.take_traffic();
+        traffic.add(others);
+        let sample = self.points(&traffic);
         let mut by_id: BTreeMap<MetricId, Vec<Datum>> = BTreeMap::new();
         for (id, unit, stats) in sample.points {
             by_id.entry(id).or_default().push(Datum {
@@ -188,9 +334,10 @@ impl Elb {
         }
     }
 
-    fn take_sample(&self) -> Sample {
+    /// The counts since they were last taken, by load balancer and target group (the
+    /// meters of listeners or groups that are gone go with them).
+    pub fn take_traffic(&self) -> Traffic {
         let mut s = self.lock();
-        // Meters of listeners or groups that are gone go with them.
         let st = &mut *s;
         st.meters
             .listeners
@@ -199,127 +346,38 @@ impl Elb {
         for gs in st.meters.groups.values_mut() {
             gs.retain(|g, _| st.groups.contains_key(g));
         }
-        let mut out = Sample::default();
-        // Per load balancer: the sum of its listeners'.
-        #[derive(Default)]
-        struct LbSum {
-            requests: u64,
-            elb: [u64; 4],
-            non_compliant: u64,
-            new_flows: u64,
-            active_flows: u64,
-            bytes: u64,
-        }
-        let mut lbs: BTreeMap<&str, LbSum> = BTreeMap::new();
+        let lb_of = |l: &str| st.listeners.get(l).map(|l| l.load_balancer_arn.clone());
+        let mut out = Traffic::default();
         for (l, m) in &st.meters.listeners {
-            let Some(lb) = st.listeners.get(l).map(|l| l.load_balancer_arn.as_str()) else {
-                continue;
-            };
-            let e = lbs.entry(lb).or_default();
-            e.requests += m.requests.swap(0, Relaxed);
-            for (c, a) in m.elb.iter().enumerate() {
-                e.elb[c] += a.swap(0, Relaxed);
-            }
-            e.non_compliant += m.non_compliant.swap(0, Relaxed);
-            e.new_flows += m.new_flows.swap(0, Relaxed);
-            e.active_flows += m.active_flows.load(Relaxed);
-            e.bytes += m.processed_bytes.swap(0, Relaxed);
+            let Some(lb) = lb_of(l) else { continue };
+            let taken = m.take();
+            let e = out.load_balancers.entry(lb).or_default();
+            let open = e.active_flows + taken.active_flows;
+            e.add(&taken, open);
         }
-        for (arn, sum) in &lbs {
-            let Some(lb) = st.lbs.get(*arn) else { continue };
-            let lbd = dimension_of(arn);
-            if lb.kind == super::model::LbType::Network {
-                let d = [("LoadBalancer", lbd)];
-                out.count(NLB, "NewFlowCount", &d, sum.new_flows, "Count");
-                out.count(NLB, "ProcessedBytes", &d, sum.bytes, "Bytes");
-                out.add(
-                    NLB,
-                    "ActiveFlowCount",
-                    &d,
-                    "Count",
-                    Stats::one(sum.active_flows as f64),
-                );
-            } else {
-                let d = [("LoadBalancer", lbd)];
-                out.count(ALB, "RequestCount", &d, sum.requests, "Count");
-                for (c, n) in sum.elb.iter().enumerate() {
-                    let name = format!("HTTPCode_ELB_{}XX_Count", c + 2);
-                    out.count(ALB, &name, &d, *n, "Count");
-                }
-                // Ref: ALB User Guide, "CloudWatch metrics for your Application Load
-                // Balancer": the number of requests that do not comply with RFC 7230.
-                out.count(
-                    ALB,
-                    "DesyncMitigationMode_NonCompliant_Request_Count",
-                    &d,
-                    sum.non_compliant,
-                    "Count",
-                );
+        for (l, gs) in &st.meters.groups {
+            let Some(lb) = lb_of(l) else { continue };
+            let into = out.groups.entry(lb).or_default();
+            for (g, m) in gs {
+                into.entry(g.clone()).or_default().add(&m.take());
             }
         }
-        // Per (load balancer, target group): the groups' counts over the listeners of one
-        // load balancer, then their health.
-        #[derive(Default)]
-        struct GroupSum {
-            requests: u64,
-            target: [u64; 4],
-            rt: Option<Stats>,
-        }
-        let mut groups: BTreeMap<(&str, &str), GroupSum> = BTreeMap::new();
-        for (l, g, m) in st
-            .meters
-            .groups
-            .iter()
-            .flat_map(|(l, gs)| gs.iter().map(move |(g, m)| (l, g, m)))
-        {
-            let Some(lb) = st.listeners.get(l).map(|l| l.load_balancer_arn.as_str()) else {
-                continue;
-            };
-            let e = groups.entry((lb, g.as_str())).or_default();
-            e.requests += m.requests.swap(0, Relaxed);
-            for (c, a) in m.target.iter().enumerate() {
-                e.target[c] += a.swap(0, Relaxed);
-            }
-            let n = m.rt_count.swap(0, Relaxed);
-            let sum = m.rt_sum_us.swap(0, Relaxed);
-            let min = m.rt_min_us.swap(u64::MAX, Relaxed);
-            let max = m.rt_max_us.swap(0, Relaxed);
-            if n > 0 {
-                let secs = |us: u64| us as f64 / 1e6;
-                let st = Stats {
-                    count: n as f64,
-                    sum: secs(sum),
-                    min: secs(min.min(max)),
-                    max: secs(max),
-                };
-                match &mut e.rt {
-                    Some(r) => r.merge(&st),
-                    None => e.rt = Some(st),
-                }
+        out
+    }
+
+    /// The figures ELB publishes of `t`, with this ELB's load balancers, groups and
+    /// targets' health.
+    fn points(&self, t: &Traffic) -> Sample {
+        let st = self.read();
+        let mut out = Sample::default();
+        for (arn, sum) in &t.load_balancers {
+            if let Some(lb) = st.lbs.get(arn) {
+                out.lb_counts(dimension_of(arn), lb.kind, sum);
             }
         }
-        // The load balancer's HTTPCode_Target_* and TargetResponseTime: its groups'.
-        let mut by_lb: BTreeMap<&str, GroupSum> = BTreeMap::new();
-        for ((lb, _), g) in &groups {
-            let e = by_lb.entry(lb).or_default();
-            for c in 0..4 {
-                e.target[c] += g.target[c];
-            }
-            if let Some(rt) = &g.rt {
-                match &mut e.rt {
-                    Some(r) => r.merge(rt),
-                    None => e.rt = Some(*rt),
-                }
-            }
-        }
-        for (lb, sum) in &by_lb {
-            let d = [("LoadBalancer", dimension_of(lb))];
-            for (c, n) in sum.target.iter().enumerate() {
-                let name = format!("HTTPCode_Target_{}XX_Count", c + 2);
-                out.count(ALB, &name, &d, *n, "Count");
-            }
-            if let Some(rt) = sum.rt {
-                out.add(ALB, "TargetResponseTime", &d, "Seconds", rt);
+        for (lb, groups) in &t.groups {
+            if st.lbs.contains_key(lb) {
+                out.lb_target_counts(dimension_of(lb), groups.values());
             }
         }
         // Every group in use by each load balancer has its host counts, traffic or not.
@@ -329,88 +387,170 @@ impl Elb {
                 let Some(lb_row) = st.lbs.get(&lb) else {
                     continue;
                 };
-                let healthy = g
-                    .targets
-                    .iter()
-                    .filter(|t| st.health_of(g, t, now).state == "healthy")
-                    .count();
-                let unhealthy = g
-                    .targets
-                    .iter()
-                    .filter(|t| st.health_of(g, t, now).state == "unhealthy")
-                    .count();
-                let ns = if lb_row.kind == super::model::LbType::Network {
-                    NLB
-                } else {
-                    ALB
-                };
-                let lbd = dimension_of(&lb).to_string();
-                let d = [
-                    ("LoadBalancer", lbd.as_str()),
-                    ("TargetGroup", dimension_of(&g.arn)),
-                ];
-                out.add(
-                    ns,
-                    "HealthyHostCount",
-                    &d,
-                    "Count",
-                    Stats::one(healthy as f64),
-                );
-                out.add(
-                    ns,
-                    "UnHealthyHostCount",
-                    &d,
-                    "Count",
-                    Stats::one(unhealthy as f64),
-                );
-                if ns == ALB && g.protocol.starts_with("HTTP") {
-                    // Anomaly detection's counts (every HTTP group; mitigated ones only
-                    // in weighted random groups with mitigation on).
-                    let (anomalous, mitigated) = st
-                        .anomalies
-                        .get(&g.arn)
-                        .map(|a| {
-                            a.read()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .counts(g.targets.iter())
-                        })
-                        .unwrap_or((0, 0));
-                    for (name, n) in [
-                        ("AnomalousHostCount", anomalous),
-                        ("MitigatedHostCount", mitigated),
-                    ] {
-                        out.add(ALB, name, &d, "Count", Stats::one(n as f64));
-                    }
-                }
-                let Some(sum) = groups.get(&(lb.as_str(), g.arn.as_str())) else {
-                    continue;
-                };
-                if ns == NLB {
-                    continue;
-                }
-                out.count(ALB, "RequestCount", &d, sum.requests, "Count");
-                for (c, n) in sum.target.iter().enumerate() {
-                    let name = format!("HTTPCode_Target_{}XX_Count", c + 2);
-                    out.count(ALB, &name, &d, *n, "Count");
-                }
-                if let Some(rt) = sum.rt {
-                    out.add(ALB, "TargetResponseTime", &d, "Seconds", rt);
-                }
-                // RequestCountPerTarget: the group's requests over its healthy targets
-                // (all registered ones when none is healthy, as traffic goes then).
-                let per = if healthy > 0 {
-                    healthy
-                } else {
-                    g.targets.len()
-                };
-                if sum.requests > 0 && per > 0 {
-                    let v = sum.requests as f64 / per as f64;
-                    out.add(ALB, "RequestCountPerTarget", &d, "None", Stats::one(v));
-                    out.add(ALB, "RequestCountPerTarget", &d[1..], "None", Stats::one(v));
-                }
+                let counted = t.groups.get(&lb).and_then(|gs| gs.get(&g.arn));
+                out.group_figures(&st, lb_row, g, counted, now);
             }
         }
         out
+    }
+}
+
+impl ListenerMeter {
+    /// The counts since the last take (the connections open stay).
+    fn take(&self) -> LbCounts {
+        let mut elb = [0; 4];
+        for (c, a) in self.elb.iter().enumerate() {
+            elb[c] = a.swap(0, Relaxed);
+        }
+        LbCounts {
+            requests: self.requests.swap(0, Relaxed),
+            elb,
+            non_compliant: self.non_compliant.swap(0, Relaxed),
+            new_flows: self.new_flows.swap(0, Relaxed),
+            active_flows: self.active_flows.load(Relaxed),
+            bytes: self.processed_bytes.swap(0, Relaxed),
+        }
+    }
+}
+
+impl GroupMeter {
+    /// The counts since the last take.
+    fn take(&self) -> GroupCounts {
+        let mut target = [0; 4];
+        for (c, a) in self.target.iter().enumerate() {
+            target[c] = a.swap(0, Relaxed);
+        }
+        let n = self.rt_count.swap(0, Relaxed);
+        let sum = self.rt_sum_us.swap(0, Relaxed);
+        let min = self.rt_min_us.swap(u64::MAX, Relaxed);
+        let max = self.rt_max_us.swap(0, Relaxed);
+        let secs = |us: u64| us as f64 / 1e6;
+        GroupCounts {
+            requests: self.requests.swap(0, Relaxed),
+            target,
+            rt: (n > 0).then(|| Stats {
+                count: n as f64,
+                sum: secs(sum),
+                min: secs(min.min(max)),
+                max: secs(max),
+            }),
+        }
+    }
+}
+
+impl Sample {
+    /// A load balancer's own figures: its flows (NLB), or its requests and answers (ALB).
+    fn lb_counts(&mut self, lbd: &str, kind: super::model::LbType, sum: &LbCounts) {
+        let d = [("LoadBalancer", lbd)];
+        if kind == super::model::LbType::Network {
+            self.count(NLB, "NewFlowCount", &d, sum.new_flows, "Count");
+            self.count(NLB, "ProcessedBytes", &d, sum.bytes, "Bytes");
+            let open = Stats::one(sum.active_flows as f64);
+            self.add(NLB, "ActiveFlowCount", &d, "Count", open);
+            return;
+        }
+        self.count(ALB, "RequestCount", &d, sum.requests, "Count");
+        for (c, n) in sum.elb.iter().enumerate() {
+            let name = format!("HTTPCode_ELB_{}XX_Count", c + 2);
+            self.count(ALB, &name, &d, *n, "Count");
+        }
+        // Ref: ALB User Guide, "CloudWatch metrics for your Application Load
+        // Balancer": the number of requests that do not comply with RFC 7230.
+        let name = "DesyncMitigationMode_NonCompliant_Request_Count";
+        self.count(ALB, name, &d, sum.non_compliant, "Count");
+    }
+
+    /// The load balancer's HTTPCode_Target_* and TargetResponseTime: its groups'.
+    fn lb_target_counts<'a>(&mut self, lbd: &str, groups: impl Iterator<Item = &'a GroupCounts>) {
+        let mut sum = GroupCounts::default();
+        for g in groups {
+            sum.add(g);
+        }
+        self.target_counts(&[("LoadBalancer", lbd)], &sum);
+    }
+
+    /// HTTPCode_Target_* and TargetResponseTime of `sum` by `d`.
+    fn target_counts(&mut self, d: &[(&str, &str)], sum: &GroupCounts) {
+        for (c, n) in sum.target.iter().enumerate() {
+            let name = format!("HTTPCode_Target_{}XX_Count", c + 2);
+            self.count(ALB, &name, d, *n, "Count");
+        }
+        if let Some(rt) = sum.rt {
+            self.add(ALB, "TargetResponseTime", d, "Seconds", rt);
+        }
+    }
+
+    /// A group's figures behind load balancer `lb`: its hosts' counts, and (ALB) what
+    /// `counted` of its requests.
+    fn group_figures(
+        &mut self,
+        st: &super::State,
+        lb: &super::model::LoadBalancer,
+        g: &super::model::TargetGroup,
+        counted: Option<&GroupCounts>,
+        now: std::time::Instant,
+    ) {
+        let count_in = |state: &str| {
+            g.targets
+                .iter()
+                .filter(|t| st.health_of(g, t, now).state == state)
+                .count()
+        };
+        let (healthy, unhealthy) = (count_in("healthy"), count_in("unhealthy"));
+        let ns = if lb.kind == super::model::LbType::Network {
+            NLB
+        } else {
+            ALB
+        };
+        let d = [
+            ("LoadBalancer", dimension_of(&lb.arn)),
+            ("TargetGroup", dimension_of(&g.arn)),
+        ];
+        self.add(
+            ns,
+            "HealthyHostCount",
+            &d,
+            "Count",
+            Stats::one(healthy as f64),
+        );
+        let unhealthy = Stats::one(unhealthy as f64);
+        self.add(ns, "UnHealthyHostCount", &d, "Count", unhealthy);
+        if ns == ALB && g.protocol.starts_with("HTTP") {
+            // Anomaly detection's counts (every HTTP group; mitigated ones only
+            // in weighted random groups with mitigation on).
+            let (anomalous, mitigated) = st
+                .anomalies
+                .get(&g.arn)
+                .map(|a| {
+                    a.read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .counts(g.targets.iter())
+                })
+                .unwrap_or((0, 0));
+            for (name, n) in [
+                ("AnomalousHostCount", anomalous),
+                ("MitigatedHostCount", mitigated),
+            ] {
+                self.add(ALB, name, &d, "Count", Stats::one(n as f64));
+            }
+        }
+        let Some(sum) = counted.filter(|_| ns == ALB) else {
+            return;
+        };
+        self.count(ALB, "RequestCount", &d, sum.requests, "Count");
+        self.target_counts(&d, sum);
+        // RequestCountPerTarget: the group's requests over its healthy targets
+        // (all registered ones when none is healthy, as traffic goes then).
+        let per = if healthy > 0 {
+            healthy
+        } else {
+            g.targets.len()
+        };
+        if sum.requests > 0 && per > 0 {
+            let v = Stats::one(sum.requests as f64 / per as f64);
+            self.add(ALB, "RequestCountPerTarget", &d, "None", v);
+            self.add(ALB, "RequestCountPerTarget", &d[1..], "None", v);
+        }
     }
 }
 
@@ -505,5 +645,170 @@ mod tests {
         assert_eq!(g.rt_min_us.load(Relaxed), 1000);
         assert_eq!(g.rt_max_us.load(Relaxed), 3000);
         assert_eq!(g.rt_sum_us.load(Relaxed), 4000);
+    }
+
+    fn lb_counts(requests: u64, active_flows: u64) -> Traffic {
+        let mut t = Traffic::default();
+        t.load_balancers.insert(
+            "lb".into(),
+            LbCounts {
+                requests,
+                active_flows,
+                ..LbCounts::default()
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn each_reader_gets_every_count_once_and_the_connections_open_last() {
+        let mut r = Readers::default();
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // The first reader gets what was counted before it asked.
+        assert_eq!(r.read_taken(lb_counts(3, 2), "a", at(0)), lb_counts(3, 2));
+        // A second reader starts from what was counted since the last read by anyone.
+        assert_eq!(r.read_taken(lb_counts(5, 1), "b", at(1)), lb_counts(5, 1));
+        // Each gets what it has not read, with the connections open now.
+        assert_eq!(r.read_taken(lb_counts(1, 0), "a", at(2)), lb_counts(6, 0));
+        assert_eq!(
+            r.read_taken(Traffic::default(), "b", at(3)),
+            lb_counts(1, 0)
+        );
+        // A reader silent too long is forgotten: it starts again from the last read.
+        let late = at(3) + READER_IDLE;
+        assert_eq!(r.read_taken(lb_counts(4, 0), "b", late), lb_counts(4, 0));
+        assert_eq!(r.read_taken(lb_counts(2, 0), "a", late), lb_counts(2, 0));
+    }
+
+    #[test]
+    fn boxes_counts_sum_with_their_connections_open_and_response_times() {
+        let mut a = lb_counts(3, 2);
+        let rt = |n: f64, sum: f64, min: f64, max: f64| Stats {
+            count: n,
+            sum,
+            min,
+            max,
+        };
+        a.groups.entry("lb".into()).or_default().insert(
+            "tg".into(),
+            GroupCounts {
+                requests: 3,
+                target: [3, 0, 0, 0],
+                rt: Some(rt(3.0, 0.25, 0.05, 0.2)),
+            },
+        );
+        let mut b = lb_counts(4, 1);
+        b.groups.entry("lb".into()).or_default().insert(
+            "tg".into(),
+            GroupCounts {
+                requests: 4,
+                target: [2, 0, 2, 0],
+                rt: Some(rt(4.0, 0.125, 0.01, 0.04)),
+            },
+        );
+        a.add(&b);
+        let lb = &a.load_balancers["lb"];
+        assert_eq!((lb.requests, lb.active_flows), (7, 3));
+        let g = &a.groups["lb"]["tg"];
+        assert_eq!((g.requests, g.target), (7, [5, 0, 2, 0]));
+        assert_eq!(g.rt, Some(rt(7.0, 0.375, 0.01, 0.2)));
+    }
+
+    /// `n` requests on `listener` of `elb`, each answered 200 by the target it is routed to.
+    fn requests(elb: &Elb, listener: &str, n: usize) {
+        for _ in 0..n {
+            let req = crate::elb::rules::Request {
+                method: "GET",
+                host: Some("sum"),
+                path: "/",
+                query: None,
+                headers: &[],
+                source: std::net::Ipv4Addr::LOCALHOST.into(),
+            };
+            let mut meter = Meter::default();
+            let pick = elb.route(listener, Some(&req), req.source, &mut meter);
+            assert!(matches!(pick, crate::elb::Pick::Target(..)), "{pick:?}");
+            meter.request();
+            meter.target_answer(200, Duration::from_millis(1));
+        }
+    }
+
+    /// The cluster's sum (docs/cloudwatch.md "In cluster mode"): a serve publishes its own
+    /// listeners' requests and those a box's data plane counted, read for that serve; what
+    /// ALBRequestCountPerTarget tracks is their sum over the healthy targets.
+    #[test]
+    fn a_serve_publishes_the_sum_of_its_own_and_a_box_s_counts() {
+        use crate::elb::tests::{call, group_in_use};
+        let dir = tempfile::tempdir().unwrap();
+        let serve = Elb::open(dir.path().to_path_buf()).unwrap();
+        let tg = group_in_use(&serve, "sum");
+        let targets = [
+            ("TargetGroupArn", tg.as_str()),
+            ("Targets.member.1.Id", "10.0.0.1"),
+            ("Targets.member.2.Id", "10.0.0.2"),
+        ];
+        call(&serve, "RegisterTargets", &targets);
+        for h in serve.lock().health.values_mut() {
+            h.state = "healthy";
+        }
+        let a_box = Elb::from_config();
+        a_box.apply_config(&serve.config()).unwrap();
+        let (listener, lb) = {
+            let s = serve.lock();
+            let (arn, l) = s.listeners.iter().next().unwrap();
+            (arn.clone(), l.load_balancer_arn.clone())
+        };
+        requests(&serve, &listener, 3);
+        requests(&a_box, &listener, 5);
+        let mut readers = Readers::default();
+        let from_box = readers.read(&a_box, "serve-1");
+        let sink = Metrics::new();
+        serve.publish(&sink, 60_000, false, &from_box);
+        let sum = |name: &str, dims: &[(&str, &str)]| {
+            let id = MetricId {
+                namespace: ALB.into(),
+                name: name.into(),
+                dimensions: dims
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            };
+            let got = sink.query(&id, 0, 120_000, 60_000, None);
+            assert_eq!(got.len(), 1, "{name} {dims:?}: {got:?}");
+            got[0].stats.sum
+        };
+        let lbd = [("LoadBalancer", dimension_of(&lb))];
+        let both = [
+            ("LoadBalancer", dimension_of(&lb)),
+            ("TargetGroup", dimension_of(&tg)),
+        ];
+        assert_eq!(sum("RequestCount", &lbd), 8.0);
+        assert_eq!(sum("HTTPCode_Target_2XX_Count", &lbd), 8.0);
+        assert_eq!(sum("RequestCount", &both), 8.0);
+        // 8 requests over 2 healthy targets, in the dimensions ALBRequestCountPerTarget
+        // tracks (`autoscaling::ops::alb_request_count`).
+        assert_eq!(sum("RequestCountPerTarget", &both), 4.0);
+        // The box's counts went to this serve once.
+        assert_eq!(
+            readers.read(&a_box, "serve-1"),
+            Traffic {
+                load_balancers: from_box
+                    .load_balancers
+                    .keys()
+                    .map(|k| (k.clone(), LbCounts::default()))
+                    .collect(),
+                groups: from_box
+                    .groups
+                    .iter()
+                    .map(|(lb, gs)| (
+                        lb.clone(),
+                        gs.keys()
+                            .map(|g| (g.clone(), GroupCounts::default()))
+                            .collect()
+                    ))
+                    .collect(),
+            }
+        );
     }
 }

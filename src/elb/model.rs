@@ -51,7 +51,7 @@ pub struct LoadBalancer {
     pub ip_address_type: String,
     pub tags: Vec<Tag>,
     /// The attributes set by ModifyLoadBalancerAttributes (the others have ELB's
-    /// defaults: `ops::lb_attributes`).
+    /// defaults: `ops::load_balancers::lb_attributes`).
     #[serde(default)]
     pub attributes: std::collections::BTreeMap<String, String>,
     /// `EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic` as SetSecurityGroups last set

@@ -480,9 +480,57 @@ fn prepare(
             return own_answer(out, status, answer, head_request, own_close);
         }
     };
-    out.extend_from_slice(method.as_bytes());
+    let incoming = Incoming {
+        method,
+        target: &t,
+        conn: &conn,
+        upgrade,
+        ambiguous,
+        host,
+        local,
+        ip,
+    };
+    target_head(out, site, &set, req, &incoming);
+    Prep::Forward(Forward {
+        addr,
+        stick,
+        hold,
+        framing,
+        head_request,
+        close,
+        close_target,
+        v10,
+        upgrade,
+    })
+}
+
+/// What of a client's request the head sent to its target follows.
+struct Incoming<'a> {
+    method: &'a str,
+    target: &'a h1::Target<'a>,
+    conn: &'a h1::Connection<'a>,
+    /// A WebSocket upgrade passed through.
+    upgrade: bool,
+    /// Its framing was ambiguous (RFC 9112 6.3): its Content-Length is not sent.
+    ambiguous: bool,
+    host: Option<&'a str>,
+    /// The address it came to, and its client's.
+    local: &'a str,
+    ip: &'a str,
+}
+
+/// Writes to `out` the head a target gets of request `req`: its fields but those ALB
+/// drops or sets itself, then `Host`, `X-Forwarded-*` and the trace id as `set` says.
+fn target_head(
+    out: &mut Vec<u8>,
+    site: &Site,
+    set: &Settings,
+    req: &httparse::Request,
+    i: &Incoming,
+) {
+    out.extend_from_slice(i.method.as_bytes());
     out.push(b' ');
-    t.write(out);
+    i.target.write(out);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     // Those `X-Forwarded-For` the request has, joined (an allocation only when it has one).
     let mut xff = Vec::new();
@@ -491,20 +539,20 @@ fn prepare(
     let host_port = !set.preserve_host && site.port != 80;
     for h in req.headers.iter() {
         let name = h.name;
-        if upgrade && name.eq_ignore_ascii_case("upgrade") {
+        if i.upgrade && name.eq_ignore_ascii_case("upgrade") {
             h1::field(out, name, h.value);
             continue;
         }
-        if conn.drops(name)
+        if i.conn.drops(name)
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-port")
-            || (ambiguous && name.eq_ignore_ascii_case("content-length"))
+            || (i.ambiguous && name.eq_ignore_ascii_case("content-length"))
             || (set.drop_invalid && !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         {
             continue;
         }
         if name.eq_ignore_ascii_case("host") {
-            if t.authority.is_none() {
+            if i.target.authority.is_none() {
                 h1::field(out, name, h.value);
                 if host_port && !has_port(h.value) {
                     out.truncate(out.len() - 2);
@@ -534,35 +582,24 @@ fn prepare(
     }
     // The absolute form's authority is the request's host (RFC 9112 3.2.2); an
     // HTTP/1.0 request without one is for the address it came to.
-    match (t.authority, host) {
+    match (i.target.authority, i.host) {
         (Some(a), _) => h1::field(out, "Host", a.as_bytes()),
-        (None, None) => h1::field(out, "Host", local.as_bytes()),
+        (None, None) => h1::field(out, "Host", i.local.as_bytes()),
         _ => {}
     }
     // The client's address after those the request names already.
     if set.xff == Xff::Append {
-        xff.extend_from_slice(ip.as_bytes());
+        xff.extend_from_slice(i.ip.as_bytes());
         h1::field(out, "X-Forwarded-For", &xff);
     }
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: ");
     out.extend_from_slice(itoa::Buffer::new().format(site.port).as_bytes());
     out.extend_from_slice(b"\r\n");
     h1::trace_id(out, trace);
-    if upgrade {
+    if i.upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Prep::Forward(Forward {
-        addr,
-        stick,
-        hold,
-        framing,
-        head_request,
-        close,
-        close_target,
-        v10,
-        upgrade,
-    })
 }
 
 /// Whether a `Host` value names a port (`host:port`, `[v6]:port`).

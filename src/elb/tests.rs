@@ -471,6 +471,81 @@ fn a_tcp_group_s_client_ip_preservation_defaults_by_its_target_type() {
     }
 }
 
+/// A network load balancer with a TCP listener on 80 forwarding to a TCP `ip` group of
+/// targets on `port`, made through `elb`: the group's ARN.
+fn tcp_group_on_a_listener(elb: &Elb, port: &str) -> String {
+    let lb = call(
+        elb,
+        "CreateLoadBalancer",
+        &[("Name", "nlb"), ("Type", "network")],
+    );
+    let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
+    let tg = call(
+        elb,
+        "CreateTargetGroup",
+        &[
+            ("Name", "tcp"),
+            ("Protocol", "TCP"),
+            ("Port", port),
+            ("VpcId", "vpc-1"),
+            ("TargetType", "ip"),
+        ],
+    );
+    let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
+    call(
+        elb,
+        "CreateListener",
+        &[
+            ("LoadBalancerArn", lb.as_str()),
+            ("Protocol", "TCP"),
+            ("Port", "80"),
+            ("DefaultActions.member.1.Type", "forward"),
+            ("DefaultActions.member.1.TargetGroupArn", &tg),
+        ],
+    );
+    tg
+}
+
+/// Registers (or, `on` false, deregisters) target 127.0.0.1 of group `tg`.
+fn register_local(elb: &Elb, tg: &str, on: bool) {
+    let op = if on {
+        "RegisterTargets"
+    } else {
+        "DeregisterTargets"
+    };
+    let targets = [("TargetGroupArn", tg), ("Targets.member.1.Id", "127.0.0.1")];
+    call(elb, op, &targets);
+}
+
+/// Sets attribute `key` of group `tg` to `value`.
+fn set_group_attribute(elb: &Elb, tg: &str, key: &str, value: &str) {
+    call(
+        elb,
+        "ModifyTargetGroupAttributes",
+        &[
+            ("TargetGroupArn", tg),
+            ("Attributes.member.1.Key", key),
+            ("Attributes.member.1.Value", value),
+        ],
+    );
+}
+
+/// Reports health check outcomes of target 127.0.0.1:`port` of `tg` until it is `to`.
+fn drive_health(elb: &Elb, tg: &str, port: u16, to: &str) {
+    for _ in 0..20 {
+        if elb.health_of_target(tg, "127.0.0.1", port).map(|h| h.state) == Some(to) {
+            return;
+        }
+        let c = elb.checks().into_iter().next().unwrap();
+        let outcome = match to {
+            "healthy" => Ok(()),
+            _ => Err(("Target.FailedHealthChecks", "Health checks failed".into())),
+        };
+        elb.report(&c, outcome);
+    }
+    panic!("never {to}");
+}
+
 /// A TCP connection through a TCP listener is cut when its target turns unhealthy
 /// (`target_health_state.unhealthy.connection_termination.enabled`, on by default; off, it
 /// lasts), and when its deregistration delay ends with
@@ -491,76 +566,10 @@ fn tcp_connections_are_cut_as_the_connection_termination_attributes_say() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let port = target.local_addr().unwrap().port().to_string();
-    let lb = call(
-        &elb,
-        "CreateLoadBalancer",
-        &[("Name", "nlb"), ("Type", "network")],
-    );
-    let lb = between(&lb, "<LoadBalancers>", "LoadBalancerArn").to_string();
-    let tg = call(
-        &elb,
-        "CreateTargetGroup",
-        &[
-            ("Name", "tcp"),
-            ("Protocol", "TCP"),
-            ("Port", &port),
-            ("VpcId", "vpc-1"),
-            ("TargetType", "ip"),
-        ],
-    );
-    let tg = between(&tg, "<TargetGroups>", "TargetGroupArn").to_string();
-    call(
-        &elb,
-        "CreateListener",
-        &[
-            ("LoadBalancerArn", lb.as_str()),
-            ("Protocol", "TCP"),
-            ("Port", "80"),
-            ("DefaultActions.member.1.Type", "forward"),
-            ("DefaultActions.member.1.TargetGroupArn", &tg),
-        ],
-    );
-    let register = |on: bool| {
-        let op = if on {
-            "RegisterTargets"
-        } else {
-            "DeregisterTargets"
-        };
-        call(
-            &elb,
-            op,
-            &[
-                ("TargetGroupArn", &tg),
-                ("Targets.member.1.Id", "127.0.0.1"),
-            ],
-        );
-    };
-    let set = |key: &str, value: &str| {
-        call(
-            &elb,
-            "ModifyTargetGroupAttributes",
-            &[
-                ("TargetGroupArn", &tg),
-                ("Attributes.member.1.Key", key),
-                ("Attributes.member.1.Value", value),
-            ],
-        );
-    };
-    let health = |to: &str| {
-        let p = port.parse().unwrap();
-        for _ in 0..20 {
-            if elb.health_of_target(&tg, "127.0.0.1", p).map(|h| h.state) == Some(to) {
-                return;
-            }
-            let c = elb.checks().into_iter().next().unwrap();
-            let outcome = match to {
-                "healthy" => Ok(()),
-                _ => Err(("Target.FailedHealthChecks", "Health checks failed".into())),
-            };
-            elb.report(&c, outcome);
-        }
-        panic!("never {to}");
-    };
+    let tg = tcp_group_on_a_listener(&elb, &port);
+    let register = |on: bool| register_local(&elb, &tg, on);
+    let set = |key: &str, value: &str| set_group_attribute(&elb, &tg, key, value);
+    let health = |to: &str| drive_health(&elb, &tg, port.parse().unwrap(), to);
     let listener = elb.lock().listeners.keys().next().cloned().unwrap();
     // One connection through the listener: the client's end, and the relay's task.
     let connect = || {

@@ -174,6 +174,53 @@ impl Kept {
     }
 }
 
+/// A service's state in memory, and where it is kept (Application Auto Scaling's,
+/// CloudWatch's alarms'): read again when another serve changed it, saved whole.
+#[derive(Debug)]
+pub struct Held<T> {
+    kept: std::sync::Mutex<Kept>,
+    state: std::sync::Mutex<T>,
+    /// What the state is, as the log names it.
+    what: &'static str,
+}
+
+impl<T: DeserializeOwned + Serialize + Default> Held<T> {
+    /// The state `what` kept as [`Kept::open`] finds it.
+    pub fn open(
+        root: Option<&Path>,
+        file: &str,
+        owner: &'static str,
+        groups: &'static [Group],
+        rows: bool,
+        what: &'static str,
+    ) -> Result<Held<T>, JsonStateError> {
+        let (kept, state) = Kept::open(root, file, owner, groups, rows)?;
+        Ok(Held {
+            kept: std::sync::Mutex::new(kept),
+            state: std::sync::Mutex::new(state),
+            what,
+        })
+    }
+
+    /// The state, as another serve of the cluster may have changed it.
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refresh(&mut *s, self.what);
+        s
+    }
+
+    /// Keeps `state` ([`Kept::save`]).
+    pub fn save(&self, state: &T) -> Result<(), JsonStateError> {
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .save(state)
+    }
+}
+
 impl Rows {
     fn read<T: DeserializeOwned + Default>(&mut self) -> Result<T, JsonStateError> {
         let items = self.store.control_docs(self.owner)?;

@@ -40,7 +40,19 @@ pub struct Alb {
 
 /// An application load balancer named `name`.
 pub fn create_alb(api: &Api, name: &str) -> Alb {
-    let v = elbv2(api, &["create-load-balancer", "--name", name]);
+    create_lb(api, &["create-load-balancer", "--name", name])
+}
+
+/// A network load balancer named `name`.
+pub fn create_nlb(api: &Api, name: &str) -> Alb {
+    create_lb(
+        api,
+        &["create-load-balancer", "--name", name, "--type", "network"],
+    )
+}
+
+fn create_lb(api: &Api, args: &[&str]) -> Alb {
+    let v = elbv2(api, args);
     let lb = &v["LoadBalancers"][0];
     let text = |v: &Value| v.as_str().unwrap().to_string();
     Alb {
@@ -102,9 +114,43 @@ pub fn http_listener(api: &Api, lb: &str, port: &str, tg: &str) -> String {
     listener_with_default(api, lb, port, &format!("Type=forward,TargetGroupArn={tg}"))
 }
 
+/// A TCP target group `name` of `target_type` targets on `port`: its ARN.
+pub fn tcp_target_group(api: &Api, name: &str, port: &str, target_type: &str) -> String {
+    let tg = elbv2(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            name,
+            "--protocol",
+            "TCP",
+            "--port",
+            port,
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            target_type,
+        ],
+    );
+    tg["TargetGroups"][0]["TargetGroupArn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A TCP listener of load balancer `lb` on `port` forwarding to `tg`: its ARN.
+pub fn tcp_listener(api: &Api, lb: &str, port: &str, tg: &str) -> String {
+    let action = format!("Type=forward,TargetGroupArn={tg}");
+    listener_of(api, lb, "TCP", port, &action)
+}
+
 /// An HTTP listener of load balancer `lb` on `port` with default action `action` (the
 /// CLI's shorthand): its ARN.
 fn listener_with_default(api: &Api, lb: &str, port: &str, action: &str) -> String {
+    listener_of(api, lb, "HTTP", port, action)
+}
+
+fn listener_of(api: &Api, lb: &str, protocol: &str, port: &str, action: &str) -> String {
     let l = elbv2(
         api,
         &[
@@ -112,7 +158,7 @@ fn listener_with_default(api: &Api, lb: &str, port: &str, action: &str) -> Strin
             "--load-balancer-arn",
             lb,
             "--protocol",
-            "HTTP",
+            protocol,
             "--port",
             port,
             "--default-actions",
