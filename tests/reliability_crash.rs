@@ -24,7 +24,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -153,6 +153,14 @@ struct Env {
     _run_tmpfs: Option<Tmpfs>,
 }
 
+/// The test's `Mf` (its `taskdef`, `run`, `json`, ...), as its own methods.
+impl std::ops::Deref for Env {
+    type Target = Mf;
+    fn deref(&self) -> &Mf {
+        &self.mf
+    }
+}
+
 impl Env {
     fn new() -> Env {
         Self::with_run_root(|_| None)
@@ -187,14 +195,6 @@ impl Env {
             big_layer: slow.layers[1].diff_id.clone(),
             _run_tmpfs: tmpfs,
         }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.mf.run(args)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.mf.json(args)
     }
 
     fn describe(&self, id: &str) -> Value {

@@ -24,6 +24,14 @@ struct Env {
     _reg: Registry,
 }
 
+/// The test's `Mf` (its `taskdef`, `run`, `json`, ...), as its own methods.
+impl std::ops::Deref for Env {
+    type Target = Mf;
+    fn deref(&self) -> &Mf {
+        &self.mf
+    }
+}
+
 impl Env {
     fn new() -> Env {
         let (mf, reg) = busybox_task_env(busybox_layer(Compression::Gzip, "run-task-cli"));
@@ -38,14 +46,6 @@ impl Env {
 
     fn taskdef(&self, name: &str, json: &str) -> String {
         format!("file://{}", self.file(&format!("{name}.json"), json))
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.mf.run(args)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        self.mf.json(args)
     }
 
     fn describe(&self, id: &str, extra: &[&str]) -> Value {

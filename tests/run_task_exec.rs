@@ -21,20 +21,18 @@ struct Env {
     _reg: Registry,
 }
 
+/// The test's `Mf` (its `taskdef`, `run`, `json`, ...), as its own methods.
+impl std::ops::Deref for Env {
+    type Target = Mf;
+    fn deref(&self) -> &Mf {
+        &self.mf
+    }
+}
+
 impl Env {
     fn new() -> Env {
         let (mf, reg) = busybox_task_env(busybox_layer(Compression::Gzip, "exec"));
         Env { mf, _reg: reg }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.mf.run(args)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(out.status.success(), "minifargate {args:?} failed");
-        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn describe(&self, id: &str) -> Value {

@@ -13,7 +13,6 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 const BUSYBOX: &str = "public.ecr.aws/docker/library/busybox:1.36";
@@ -23,6 +22,14 @@ struct Env {
     _reg: Registry,
 }
 
+/// The test's `Mf` (its `taskdef`, `run`, `json`, ...), as its own methods.
+impl std::ops::Deref for Env {
+    type Target = Mf;
+    fn deref(&self) -> &Mf {
+        &self.mf
+    }
+}
+
 impl Env {
     fn new() -> Env {
         let (mf, reg) = busybox_task_env(Layer::new(
@@ -30,14 +37,6 @@ impl Env {
             busybox_all_applets("run-task-net"),
         ));
         Env { mf, _reg: reg }
-    }
-
-    fn taskdef(&self, name: &str, json: &str) -> String {
-        self.mf.taskdef(name, json)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.mf.run(args)
     }
 
     /// Runs a detached task (run-task or run) and returns its id.

@@ -6,7 +6,7 @@ use crate::client::{MAX_CONFIG_BYTES, RegistryClient, RegistryError};
 use crate::config::{Endpoint, RegistriesConfig};
 use crate::digest::Digest;
 use crate::layer::{self, LayerError, LayerSource};
-use crate::manifest::{self, ManifestError, Parsed, Platform};
+use crate::manifest::{self, ImageInfo, ManifestError, Parsed, Platform};
 use crate::reference::{ImageRef, RefError};
 use crate::store::{ImageRecord, LayerRecord, Store, StoreError};
 use std::sync::Arc;
@@ -131,7 +131,42 @@ pub(crate) fn check_stack(
     ))
 }
 
+/// The errors of a pull of `image`, from the registry, its manifests, the cache.
+fn registry_err(image: &str) -> impl Fn(RegistryError) -> PullError + Copy + '_ {
+    move |source| PullError::Registry {
+        image: image.to_string(),
+        source,
+    }
+}
+
+fn manifest_err(image: &str) -> impl Fn(ManifestError) -> PullError + Copy + '_ {
+    move |source| PullError::Manifest {
+        image: image.to_string(),
+        source,
+    }
+}
+
+fn store_err(image: &str) -> impl Fn(StoreError) -> PullError + Copy + '_ {
+    move |source| PullError::Store {
+        image: image.to_string(),
+        source,
+    }
+}
+
+/// What a reference names, resolved at the first source that answered: the index when
+/// it names one, and the image manifest for the platform.
+struct Resolved {
+    ep: Endpoint,
+    /// The index's digest and bytes, when the reference names an index.
+    index: Option<(Digest, Vec<u8>)>,
+    manifest_bytes: Vec<u8>,
+    manifest_digest: Digest,
+    parsed: ImageInfo,
+}
+
 impl Puller {
+    /// Pulls `image` for `platform`: resolves its manifest, reads its config, fetches its
+    /// missing layers, then records it (manifests, config, and last the record).
     pub async fn pull(
         &self,
         image: &str,
@@ -141,18 +176,70 @@ impl Puller {
         let reference = parse_reference(image)?;
         let name = reference.to_string();
         let t0 = std::time::Instant::now();
-        let wrap_reg = |source| PullError::Registry {
-            image: name.clone(),
-            source,
+        let resolved = self.resolve(&reference, &name, platform).await?;
+        let config_digest = resolved.parsed.config.clone();
+        let config_bytes = self
+            .config_blob(&name, &resolved.ep, &config_digest)
+            .await?;
+        let config = manifest::parse_config(&config_bytes, resolved.parsed.layers.len())
+            .map_err(manifest_err(&name))?;
+        if resolved.index.is_none() && !config.platform.matches_loosely(platform) {
+            tracing::warn!(image = %name, image_platform = %config.platform, wanted = %platform,
+                "the image's platform does not match the requested platform");
+        }
+
+        let layers = LayerRecord::from_manifest(&resolved.parsed, &config);
+        observer.resolved(
+            &name,
+            &resolved.manifest_digest,
+            &layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.size))
+                .collect::<Vec<_>>(),
+        );
+
+        let store = self.store.clone();
+        let _cache = tokio::task::spawn_blocking(move || store.shared_lock())
+            .await
+            .map_err(|e| PullError::Join {
+                image: name.clone(),
+                detail: e.to_string(),
+            })?
+            .map_err(store_err(&name))?;
+
+        let resolved_at = t0.elapsed();
+        self.fetch_layers(&name, &resolved.ep, &layers, observer)
+            .await?;
+        let fetched = t0.elapsed();
+
+        let record = ImageRecord {
+            reference: name.clone(),
+            repository: format!("{}/{}", reference.registry(), reference.repository()),
+            tag: reference.tag().map(str::to_string),
+            digest: resolved.manifest_digest.clone(),
+            index_digest: resolved.index.as_ref().map(|(d, _)| d.clone()),
+            media_type: resolved.parsed.media_type.clone(),
+            config: config_digest.clone(),
+            platform: config.platform.to_string(),
+            size: layers.iter().map(|l| l.size).sum(),
+            pulled_at: chrono::Utc::now(),
+            layers,
+            loaded: false,
         };
-        let wrap_man = |source| PullError::Manifest {
-            image: name.clone(),
-            source,
-        };
-        let wrap_store = |source| PullError::Store {
-            image: name.clone(),
-            source,
-        };
+        let times = (t0, resolved_at, fetched);
+        self.save(record, resolved, config_bytes, times).await
+    }
+
+    /// The manifest `reference` names, from the first of its sources that answers
+    /// (mirrors first, then the registry itself), checked against the digest it pins;
+    /// from an index, the manifest of `platform`, checked against the index's digest.
+    async fn resolve(
+        &self,
+        reference: &ImageRef,
+        name: &str,
+        platform: &Platform,
+    ) -> Result<Resolved, PullError> {
+        let (wrap_reg, wrap_man) = (registry_err(name), manifest_err(name));
         let want_ref = reference
             .digest()
             .or(reference.tag())
@@ -165,7 +252,6 @@ impl Puller {
             None => None,
         };
 
-        // Mirrors first, then the registry itself.
         let endpoints = self
             .config
             .endpoints(reference.registry(), reference.repository());
@@ -199,135 +285,118 @@ impl Puller {
             }));
         }
 
-        let (index_digest, manifest_bytes, manifest_digest, parsed) =
+        let index =
             match manifest::parse(&top.bytes, top.content_type.as_deref()).map_err(wrap_man)? {
-                Parsed::Index(index) => {
-                    let desc = manifest::select_platform(&index, platform).map_err(wrap_man)?;
-                    let child_digest: Digest = desc.digest().to_string().parse().map_err(
-                        |e: crate::digest::DigestParseError| wrap_man(ManifestError::BadDigest(e)),
-                    )?;
-                    let child = self
-                        .client
-                        .manifest(&ep, &child_digest.to_string())
-                        .await
-                        .map_err(wrap_reg)?;
-                    let actual = Digest::of(&child.bytes);
-                    if actual != child_digest {
-                        return Err(wrap_man(ManifestError::DigestMismatch {
-                            what: "platform manifest".into(),
-                            expected: child_digest,
-                            actual,
-                        }));
-                    }
-                    match manifest::parse(&child.bytes, child.content_type.as_deref())
-                        .map_err(wrap_man)?
-                    {
-                        Parsed::Image(m) => (Some(top_digest), child.bytes, actual, m),
-                        Parsed::Index(_) => {
-                            return Err(wrap_man(ManifestError::NestedIndex { digest: actual }));
-                        }
-                    }
+                Parsed::Index(index) => index,
+                Parsed::Image(parsed) => {
+                    return Ok(Resolved {
+                        ep,
+                        index: None,
+                        manifest_bytes: top.bytes,
+                        manifest_digest: top_digest,
+                        parsed,
+                    });
                 }
-                Parsed::Image(m) => (None, top.bytes.clone(), top_digest, m),
             };
-
-        let config_digest = parsed.config.clone();
-        let config_bytes = match self.store.read_blob(&config_digest).map_err(wrap_store)? {
-            Some(b) => b,
-            None => {
-                let b = self
-                    .client
-                    .blob_bytes(&ep, &config_digest, MAX_CONFIG_BYTES)
-                    .await
-                    .map_err(wrap_reg)?;
-                let actual = Digest::of(&b);
-                if actual != config_digest {
-                    return Err(wrap_man(ManifestError::DigestMismatch {
-                        what: "image config".into(),
-                        expected: config_digest,
-                        actual,
-                    }));
-                }
-                b
-            }
-        };
-        let config =
-            manifest::parse_config(&config_bytes, parsed.layers.len()).map_err(wrap_man)?;
-        if index_digest.is_none() && !config.platform.matches_loosely(platform) {
-            tracing::warn!(image = %name, image_platform = %config.platform, wanted = %platform,
-                "the image's platform does not match the requested platform");
-        }
-
-        let layers = LayerRecord::from_manifest(&parsed, &config);
-        observer.resolved(
-            &name,
-            &manifest_digest,
-            &layers
-                .iter()
-                .map(|l| (l.digest.clone(), l.size))
-                .collect::<Vec<_>>(),
-        );
-
-        let store = self.store.clone();
-        let _cache = tokio::task::spawn_blocking(move || store.shared_lock())
+        let desc = manifest::select_platform(&index, platform).map_err(wrap_man)?;
+        let child_digest: Digest = desc
+            .digest()
+            .to_string()
+            .parse()
+            .map_err(|e: crate::digest::DigestParseError| wrap_man(ManifestError::BadDigest(e)))?;
+        let child = self
+            .client
+            .manifest(&ep, &child_digest.to_string())
             .await
-            .map_err(|e| PullError::Join {
-                image: name.clone(),
-                detail: e.to_string(),
-            })?
-            .map_err(wrap_store)?;
+            .map_err(wrap_reg)?;
+        let actual = Digest::of(&child.bytes);
+        if actual != child_digest {
+            return Err(wrap_man(ManifestError::DigestMismatch {
+                what: "platform manifest".into(),
+                expected: child_digest,
+                actual,
+            }));
+        }
+        match manifest::parse(&child.bytes, child.content_type.as_deref()).map_err(wrap_man)? {
+            Parsed::Image(parsed) => Ok(Resolved {
+                ep,
+                index: Some((top_digest, top.bytes)),
+                manifest_bytes: child.bytes,
+                manifest_digest: actual,
+                parsed,
+            }),
+            Parsed::Index(_) => Err(wrap_man(ManifestError::NestedIndex { digest: actual })),
+        }
+    }
 
-        let resolved = t0.elapsed();
-        self.fetch_layers(&name, &ep, &layers, observer).await?;
-        let fetched = t0.elapsed();
+    /// The image config `digest`: from the cache, else from the registry, checked
+    /// against its digest.
+    async fn config_blob(
+        &self,
+        name: &str,
+        ep: &Endpoint,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, PullError> {
+        let cached = self.store.read_blob(digest).map_err(store_err(name))?;
+        if let Some(b) = cached {
+            return Ok(b);
+        }
+        let b = self
+            .client
+            .blob_bytes(ep, digest, MAX_CONFIG_BYTES)
+            .await
+            .map_err(registry_err(name))?;
+        let actual = Digest::of(&b);
+        if &actual != digest {
+            return Err(manifest_err(name)(ManifestError::DigestMismatch {
+                what: "image config".into(),
+                expected: digest.clone(),
+                actual,
+            }));
+        }
+        Ok(b)
+    }
 
+    /// Checks the fetched layers' stack, then stores the manifests and config and, last,
+    /// `record`: a record never points at missing data. `times`: the pull's start, and
+    /// when its manifest was resolved and its layers fetched (for the debug line).
+    async fn save(
+        &self,
+        record: ImageRecord,
+        resolved: Resolved,
+        config_bytes: Vec<u8>,
+        times: (std::time::Instant, std::time::Duration, std::time::Duration),
+    ) -> Result<ImageRecord, PullError> {
         // The stack check and the fsynced writes below block: they run on a blocking
         // thread, so the pulls that share this runtime (a task's images, pulled side by
         // side on the supervisor's one-thread runtime) keep downloading meanwhile.
         let store = self.store.clone();
-        let record = ImageRecord {
-            reference: name.clone(),
-            repository: format!("{}/{}", reference.registry(), reference.repository()),
-            tag: reference.tag().map(str::to_string),
-            digest: manifest_digest.clone(),
-            index_digest: index_digest.clone(),
-            media_type: parsed.media_type,
-            config: config_digest.clone(),
-            platform: config.platform.to_string(),
-            size: layers.iter().map(|l| l.size).sum(),
-            pulled_at: chrono::Utc::now(),
-            layers,
-            loaded: false,
-        };
+        let name = record.reference.clone();
         let image = name.clone();
+        let (t0, resolved_at, fetched) = times;
         tokio::task::spawn_blocking(move || {
             check_stack(&store, &record.layers).map_err(|(layer, source)| PullError::Layer {
                 image: image.clone(),
                 layer,
                 source: Box::new(source),
             })?;
-            // Manifests and config are stored last, the record after them: a record
-            // never points at missing data.
             let mut blobs: Vec<(&Digest, &[u8])> = Vec::new();
-            if let Some(i) = &index_digest {
-                blobs.push((i, &top.bytes));
+            if let Some((i, bytes)) = &resolved.index {
+                blobs.push((i, bytes));
             }
-            blobs.push((&manifest_digest, &manifest_bytes));
-            blobs.push((&config_digest, &config_bytes));
+            blobs.push((&resolved.manifest_digest, &resolved.manifest_bytes));
+            blobs.push((&record.config, &config_bytes));
             store
                 .save_image_with_blobs(&blobs, &record)
-                .map_err(|source| PullError::Store {
-                    image: image.clone(),
-                    source,
-                })?;
-            tracing::debug!(%image, resolved_ms = resolved.as_millis() as u64,
+                .map_err(store_err(&image))?;
+            tracing::debug!(%image, resolved_ms = resolved_at.as_millis() as u64,
                 layers_ms = fetched.as_millis() as u64, saved_ms = t0.elapsed().as_millis() as u64,
                 "image pulled");
             Ok(record)
         })
         .await
         .map_err(|e| PullError::Join {
-            image: name.clone(),
+            image: name,
             detail: e.to_string(),
         })?
     }

@@ -198,6 +198,29 @@ struct Unpacker<'o> {
     egid: Gid,
 }
 
+/// The target of a link entry, as written; `missing` is the refusal without one.
+fn link_target<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    raw: &[u8],
+    missing: &'static str,
+) -> Result<Vec<u8>, UnpackError> {
+    let target = entry
+        .link_name_bytes()
+        .ok_or_else(|| unsafe_entry(raw, missing))?
+        .into_owned();
+    check_name_lengths(raw, &target, "link target")?;
+    Ok(target)
+}
+
+/// Where an entry goes: its path in the layer (for errors), its parent directory, its
+/// name there, and its metadata.
+struct At<'a> {
+    raw: &'a [u8],
+    parent: BorrowedFd<'a>,
+    name: &'a [u8],
+    meta: &'a Meta,
+}
+
 /// Metadata of one entry, with PAX records applied.
 struct Meta {
     mode: Mode,
@@ -330,148 +353,183 @@ impl Unpacker<'_> {
         }
 
         let pfd = self.open_parent(&raw, &parent_path)?;
+        let at = At {
+            raw: &raw,
+            parent: pfd.as_fd(),
+            name: &name,
+            meta: &meta,
+        };
         match kind {
-            T::Regular | T::Continuous | T::GNUSparse => {
-                let size = entry.size();
-                let total = self.stats.bytes.saturating_add(size);
-                if total > self.opts.max_unpacked_bytes {
-                    return Err(UnpackError::TooLarge {
-                        entry: entry_name(&raw),
-                        limit: self.opts.max_unpacked_bytes,
-                    });
-                }
-                if let Some(free) = self.opts.free_space_bytes
-                    && total > free
-                {
-                    return Err(UnpackError::NoSpace {
-                        entry: entry_name(&raw),
-                        limit: free,
-                        unit: "bytes",
-                    });
-                }
-                let file = self.create_file(&raw, pfd.as_fd(), &name)?;
-                let mut file = File::from(file);
-                self.copy_data(entry, &mut file, &raw)?;
-                self.stats.bytes += size;
-                self.apply_fd_meta(&raw, file.as_fd(), &meta)?;
-                rfs::futimens(&file, &meta.times).map_err(|e| entry_io("set times", &raw, e))?;
-            }
-            T::Directory => {
-                match rfs::mkdirat(pfd.as_fd(), os(&name), Mode::from_raw_mode(0o700)) {
-                    Ok(()) => {}
-                    Err(Errno::EXIST) => {
-                        let st = rfs::statat(pfd.as_fd(), os(&name), AtFlags::SYMLINK_NOFOLLOW)
-                            .map_err(|e| entry_io("stat", &raw, e))?;
-                        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
-                            self.remove(&raw, pfd.as_fd(), &name)?;
-                            rfs::mkdirat(pfd.as_fd(), os(&name), Mode::from_raw_mode(0o700))
-                                .map_err(|e| entry_io("create directory", &raw, e))?;
-                        }
-                    }
-                    Err(e) => return Err(entry_io("create directory", &raw, e)),
-                }
-                let dfd = rfs::openat(pfd.as_fd(), os(&name), dir_flags(), Mode::empty())
-                    .map_err(|e| entry_io("open directory", &raw, e))?;
-                self.apply_fd_meta(&raw, dfd.as_fd(), &meta)?;
-                let mut path = parent_path.clone();
-                if !path.is_empty() {
-                    path.push(b'/');
-                }
-                path.extend_from_slice(&name);
-                self.dirs.push((path, meta.times));
-            }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| unsafe_entry(&raw, "symlink without a target"))?
-                    .into_owned();
-                check_name_lengths(&raw, &target, "link target")?;
-                self.create_with_retry(&raw, pfd.as_fd(), &name, "create symlink", |p, n| {
-                    rfs::symlinkat(os(&target), p, os(n))
-                })?;
-                self.apply_path_meta(&raw, pfd.as_fd(), &name, &meta, false)?;
-            }
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| unsafe_entry(&raw, "hardlink without a target"))?
-                    .into_owned();
-                check_name_lengths(&raw, &target, "link target")?;
-                let tcomps = split_path(&target).map_err(|_| {
-                    unsafe_entry(
-                        &raw,
-                        format!("hardlink target {:?} leaves the layer", entry_name(&target)),
-                    )
-                })?;
-                let Some((tname, tparents)) = tcomps.split_last() else {
-                    return Err(unsafe_entry(&raw, "hardlink to the layer root"));
-                };
-                let tparent = tparents.join(&b'/');
-                let tfd = self.open_existing_dir(&tparent).map_err(|e| {
-                    unsafe_entry(
-                        &raw,
-                        format!(
-                            "hardlink target {:?} is not inside this layer ({e})",
-                            entry_name(&target)
-                        ),
-                    )
-                })?;
-                let tname = tname.to_vec();
-                self.create_with_retry(&raw, pfd.as_fd(), &name, "create hardlink", |p, n| {
-                    rfs::linkat(tfd.as_fd(), os(&tname), p, os(n), AtFlags::empty())
-                })
-                .map_err(|e| match e {
-                    UnpackError::Entry { source, .. }
-                        if source.raw_os_error() == Some(Errno::NOENT.raw_os_error()) =>
-                    {
-                        unsafe_entry(
-                            &raw,
-                            format!(
-                                "hardlink target {:?} does not exist in this layer",
-                                entry_name(&target)
-                            ),
-                        )
-                    }
-                    other => other,
-                })?;
-            }
-            T::Char | T::Block | T::Fifo => {
-                let ftype = match kind {
-                    T::Char => FileType::CharacterDevice,
-                    T::Block => FileType::BlockDevice,
-                    _ => FileType::Fifo,
-                };
-                let major = entry.header().device_major().ok().flatten().unwrap_or(0);
-                let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
-                let dev = rfs::makedev(major, minor);
-                let made = self.create_with_retry(
-                    &raw,
-                    pfd.as_fd(),
-                    &name,
-                    "create device node",
-                    |p, n| rfs::mknodat(p, os(n), ftype, meta.mode, dev),
-                );
-                match made {
-                    // Without CAP_MKNOD (not root), device nodes are skipped as rootless
-                    // podman does; as root they are created as Docker and podman do.
-                    Err(UnpackError::Entry { source, .. })
-                        if kind != T::Fifo
-                            && source.raw_os_error() == Some(Errno::PERM.raw_os_error()) =>
-                    {
-                        tracing::warn!(entry = %entry_name(&raw), major, minor,
-                            "skipping a device node: creating it needs CAP_MKNOD");
-                        return Ok(());
-                    }
-                    other => other?,
-                }
-                self.apply_path_meta(&raw, pfd.as_fd(), &name, &meta, true)?;
-            }
+            T::Regular | T::Continuous | T::GNUSparse => self.regular(entry, &at),
+            T::Directory => self.directory(&at, &parent_path),
+            T::Symlink => self.symlink(entry, &at),
+            T::Link => self.hardlink(entry, &at),
+            T::Char | T::Block | T::Fifo => self.node(entry, kind, &at),
             other => {
                 tracing::warn!(entry = %entry_name(&raw), kind = ?other,
                     "skipping layer entry of unsupported type");
+                Ok(())
             }
         }
+    }
+
+    /// A regular file: its data within the size limits, then its metadata and times.
+    fn regular<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        at: &At<'_>,
+    ) -> Result<(), UnpackError> {
+        let raw = at.raw;
+        let size = entry.size();
+        let total = self.stats.bytes.saturating_add(size);
+        if total > self.opts.max_unpacked_bytes {
+            return Err(UnpackError::TooLarge {
+                entry: entry_name(raw),
+                limit: self.opts.max_unpacked_bytes,
+            });
+        }
+        if let Some(free) = self.opts.free_space_bytes
+            && total > free
+        {
+            return Err(UnpackError::NoSpace {
+                entry: entry_name(raw),
+                limit: free,
+                unit: "bytes",
+            });
+        }
+        let file = self.create_file(raw, at.parent, at.name)?;
+        let mut file = File::from(file);
+        self.copy_data(entry, &mut file, raw)?;
+        self.stats.bytes += size;
+        self.apply_fd_meta(raw, file.as_fd(), at.meta)?;
+        rfs::futimens(&file, &at.meta.times).map_err(|e| entry_io("set times", raw, e))?;
         Ok(())
+    }
+
+    /// A directory: made (or kept, when a lower entry made it; what else is there is
+    /// replaced), its metadata now and its times at the end ([`Self::finish_dirs`]).
+    fn directory(&mut self, at: &At<'_>, parent_path: &[u8]) -> Result<(), UnpackError> {
+        let (raw, pfd, name) = (at.raw, at.parent, at.name);
+        match rfs::mkdirat(pfd, os(name), Mode::from_raw_mode(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let st = rfs::statat(pfd, os(name), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| entry_io("stat", raw, e))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    self.remove(raw, pfd, name)?;
+                    rfs::mkdirat(pfd, os(name), Mode::from_raw_mode(0o700))
+                        .map_err(|e| entry_io("create directory", raw, e))?;
+                }
+            }
+            Err(e) => return Err(entry_io("create directory", raw, e)),
+        }
+        let dfd = rfs::openat(pfd, os(name), dir_flags(), Mode::empty())
+            .map_err(|e| entry_io("open directory", raw, e))?;
+        self.apply_fd_meta(raw, dfd.as_fd(), at.meta)?;
+        let mut path = parent_path.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        self.dirs.push((path, at.meta.times.clone()));
+        Ok(())
+    }
+
+    /// A symbolic link, its target as written (never followed here).
+    fn symlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        at: &At<'_>,
+    ) -> Result<(), UnpackError> {
+        let raw = at.raw;
+        let target = link_target(entry, raw, "symlink without a target")?;
+        self.create_with_retry(raw, at.parent, at.name, "create symlink", |p, n| {
+            rfs::symlinkat(os(&target), p, os(n))
+        })?;
+        self.apply_path_meta(raw, at.parent, at.name, at.meta, false)
+    }
+
+    /// A hard link: its target must be an entry of this layer, reached without symlinks.
+    fn hardlink<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        at: &At<'_>,
+    ) -> Result<(), UnpackError> {
+        let raw = at.raw;
+        let target = link_target(entry, raw, "hardlink without a target")?;
+        let tcomps = split_path(&target).map_err(|_| {
+            unsafe_entry(
+                raw,
+                format!("hardlink target {:?} leaves the layer", entry_name(&target)),
+            )
+        })?;
+        let Some((tname, tparents)) = tcomps.split_last() else {
+            return Err(unsafe_entry(raw, "hardlink to the layer root"));
+        };
+        let tparent = tparents.join(&b'/');
+        let tfd = self.open_existing_dir(&tparent).map_err(|e| {
+            unsafe_entry(
+                raw,
+                format!(
+                    "hardlink target {:?} is not inside this layer ({e})",
+                    entry_name(&target)
+                ),
+            )
+        })?;
+        let tname = tname.to_vec();
+        self.create_with_retry(raw, at.parent, at.name, "create hardlink", |p, n| {
+            rfs::linkat(tfd.as_fd(), os(&tname), p, os(n), AtFlags::empty())
+        })
+        .map_err(|e| match e {
+            UnpackError::Entry { source, .. }
+                if source.raw_os_error() == Some(Errno::NOENT.raw_os_error()) =>
+            {
+                unsafe_entry(
+                    raw,
+                    format!(
+                        "hardlink target {:?} does not exist in this layer",
+                        entry_name(&target)
+                    ),
+                )
+            }
+            other => other,
+        })
+    }
+
+    /// A character or block device node, or a FIFO.
+    fn node<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        kind: tar::EntryType,
+        at: &At<'_>,
+    ) -> Result<(), UnpackError> {
+        use tar::EntryType as T;
+        let raw = at.raw;
+        let ftype = match kind {
+            T::Char => FileType::CharacterDevice,
+            T::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        let major = entry.header().device_major().ok().flatten().unwrap_or(0);
+        let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+        let dev = rfs::makedev(major, minor);
+        let mode = at.meta.mode;
+        let made = self.create_with_retry(raw, at.parent, at.name, "create device node", |p, n| {
+            rfs::mknodat(p, os(n), ftype, mode, dev)
+        });
+        match made {
+            // Without CAP_MKNOD (not root), device nodes are skipped as rootless
+            // podman does; as root they are created as Docker and podman do.
+            Err(UnpackError::Entry { source, .. })
+                if kind != T::Fifo && source.raw_os_error() == Some(Errno::PERM.raw_os_error()) =>
+            {
+                tracing::warn!(entry = %entry_name(raw), major, minor,
+                    "skipping a device node: creating it needs CAP_MKNOD");
+                return Ok(());
+            }
+            other => other?,
+        }
+        self.apply_path_meta(raw, at.parent, at.name, at.meta, true)
     }
 
     fn meta<R: Read>(

@@ -485,16 +485,43 @@ pub fn validate(spec: &ContainerSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// The OCI runtime spec (`config.json` content) for one container.
+/// The OCI runtime spec (`config.json` content) for one container: its process, mounts
+/// and `linux` section, each built by its own step below in this order (a step's error
+/// is the first one found, as the spec's checks run top to bottom).
 pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> {
     validate(spec)?;
     let caps = capabilities(spec)?;
-    let privileged = spec.security.privileged;
     let hostname = spec
         .hostname
         .clone()
         .unwrap_or_else(|| inp.id.chars().take(12).collect());
+    let process = process(spec, inp, &caps, &hostname)?;
+    let mounts = mounts(spec);
+    let linux = linux(spec, inp, &caps)?;
+    let doc = json!({
+        "ociVersion": "1.0.2",
+        "root": { "path": inp.rootfs, "readonly": spec.security.read_only_rootfs },
+        "hostname": hostname,
+        "process": process,
+        "mounts": mounts,
+        "linux": linux,
+    });
+    // Read by oci-spec, as libcontainer will, so a malformed document fails here, not in
+    // the child. The document itself is what oci-spec would give back
+    // (`the_document_is_what_oci_spec_gives_back`), so it is not rebuilt from the typed
+    // form at every create.
+    oci_spec::runtime::Spec::deserialize(&doc).map_err(SpecError::Oci)?;
+    Ok(doc)
+}
 
+/// The `process` section: the user, its arguments (behind the init when there is one),
+/// the environment with Docker's defaults, capabilities and rlimits.
+fn process(
+    spec: &ContainerSpec,
+    inp: &OciInputs,
+    caps: &[String],
+    hostname: &str,
+) -> Result<Value, SpecError> {
     let mut env: Vec<String> = spec.env.clone();
     let has = |env: &[String], k: &str| {
         env.iter()
@@ -521,11 +548,11 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     // A non-root user starts without effective/permitted capabilities, as in Docker;
     // the bounding set still limits what setuid binaries can gain.
     let running_caps: Vec<String> = if inp.user.uid == 0 {
-        caps.clone()
+        caps.to_vec()
     } else {
         Vec::new()
     };
-    let process = json!({
+    let mut process = json!({
         "terminal": spec.tty,
         "user": { "uid": inp.user.uid, "gid": inp.user.gid, "additionalGids": inp.user.additional_gids },
         "args": args,
@@ -537,14 +564,19 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     // Only when set: libcontainer 0.7 loads the seccomp filter after dropping
     // capabilities whenever the field is present, even `false`, and that load then
     // fails without CAP_SYS_ADMIN or no_new_privs.
-    let mut process = process;
     if spec.security.no_new_privileges {
         process["noNewPrivileges"] = json!(true);
     }
     if let Some(profile) = &spec.security.apparmor_profile {
         process["apparmorProfile"] = json!(profile);
     }
+    Ok(process)
+}
 
+/// The `mounts` section: Docker's standard filesystems, `/dev/shm` as the ipc mode
+/// says, then the spec's own mounts and the init.
+fn mounts(spec: &ContainerSpec) -> Vec<Value> {
+    let privileged = spec.security.privileged;
     let shm = spec.shm_size.unwrap_or(DEFAULT_SHM_SIZE);
     let sys_opts: &[&str] = if privileged {
         &["nosuid", "noexec", "nodev"]
@@ -599,7 +631,59 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
     if let Some(init) = &spec.init {
         mounts.push(json!({ "destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "nosuid", "nodev"] }));
     }
+    mounts
+}
 
+/// The `linux` section: namespaces, the cgroup, devices, sysctls, the user namespace's
+/// maps, and for an unprivileged container the masked and read-only paths and seccomp.
+fn linux(spec: &ContainerSpec, inp: &OciInputs, caps: &[String]) -> Result<Value, SpecError> {
+    let privileged = spec.security.privileged;
+    let (namespaces, user_maps) = namespaces(spec, inp);
+    let (device_rules, devices) = devices(spec, inp)?;
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": inp.cgroup_path,
+        "resources": { "devices": device_rules },
+        "devices": devices,
+    });
+    // Only when there are some: libcontainer 0.7 mounts a fresh, unmasked procfs instance
+    // in the container's init (fsopen + fsmount, and pathrs' checks of it) whenever the
+    // field is present, even empty, to write nothing.
+    if !spec.sysctls.is_empty() {
+        let sysctl: serde_json::Map<String, Value> = spec
+            .sysctls
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        linux["sysctl"] = Value::Object(sysctl);
+    }
+    if let Some(maps) = user_maps {
+        linux["uidMappings"] = maps.clone();
+        linux["gidMappings"] = maps;
+    }
+    if !privileged {
+        linux["maskedPaths"] = json!(MASKED_PATHS);
+        let mut ro: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
+        // From statfs, not the mount table (crate::cgroup_layout::v1_mounts_under_sys_fs_cgroup).
+        let v1 = crate::cgroup_layout::v1_mounts_under_sys_fs_cgroup();
+        ro.extend(readonly_paths_of(
+            &v1.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+        ));
+        linux["readonlyPaths"] = json!(ro);
+        match spec.security.seccomp {
+            Seccomp::Default => linux["seccomp"] = seccomp::default_profile(caps, false),
+            Seccomp::DefaultWithCompatAbis => {
+                linux["seccomp"] = seccomp::default_profile(caps, true)
+            }
+            Seccomp::Unconfined => {}
+        }
+    }
+    Ok(linux)
+}
+
+/// The container's namespaces, and the maps of the task's user namespace when it joins
+/// one (for `uidMappings` and `gidMappings`).
+fn namespaces(spec: &ContainerSpec, inp: &OciInputs) -> (Vec<Value>, Option<Value>) {
     let mut namespaces = vec![
         json!({ "type": "mount" }),
         json!({ "type": "uts" }),
@@ -618,9 +702,14 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         namespaces.insert(0, json!({ "type": "user", "path": u.path }));
         json!([{ "containerID": 0, "hostID": u.range.start, "size": u.range.count }])
     });
+    (namespaces, user_maps)
+}
 
-    // Device cgroup: deny everything, then libcontainer adds its standard nodes; the
-    // requested devices are allowed below. Privileged containers get all devices.
+/// The device cgroup's rules and the device nodes: deny everything, then libcontainer
+/// adds its standard nodes; the requested devices are allowed. Privileged containers get
+/// all devices, the host's nodes besides those asked for by path.
+fn devices(spec: &ContainerSpec, inp: &OciInputs) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
+    let privileged = spec.security.privileged;
     let mut device_rules = vec![json!({ "allow": privileged, "access": "rwm" })];
     let mut devices = Vec::new();
     for (i, d) in spec.devices.iter().enumerate() {
@@ -678,59 +767,7 @@ pub fn build(spec: &ContainerSpec, inp: &OciInputs) -> Result<Value, SpecError> 
         }
     }
 
-    let mut linux = json!({
-        "namespaces": namespaces,
-        "cgroupsPath": inp.cgroup_path,
-        "resources": { "devices": device_rules },
-        "devices": devices,
-    });
-    // Only when there are some: libcontainer 0.7 mounts a fresh, unmasked procfs instance
-    // in the container's init (fsopen + fsmount, and pathrs' checks of it) whenever the
-    // field is present, even empty, to write nothing.
-    if !spec.sysctls.is_empty() {
-        let sysctl: serde_json::Map<String, Value> = spec
-            .sysctls
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        linux["sysctl"] = Value::Object(sysctl);
-    }
-    if let Some(maps) = user_maps {
-        linux["uidMappings"] = maps.clone();
-        linux["gidMappings"] = maps;
-    }
-    if !privileged {
-        linux["maskedPaths"] = json!(MASKED_PATHS);
-        let mut ro: Vec<String> = READONLY_PATHS.iter().map(|p| p.to_string()).collect();
-        // From statfs, not the mount table (crate::cgroup_layout::v1_mounts_under_sys_fs_cgroup).
-        let v1 = crate::cgroup_layout::v1_mounts_under_sys_fs_cgroup();
-        ro.extend(readonly_paths_of(
-            &v1.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
-        ));
-        linux["readonlyPaths"] = json!(ro);
-        match spec.security.seccomp {
-            Seccomp::Default => linux["seccomp"] = seccomp::default_profile(&caps, false),
-            Seccomp::DefaultWithCompatAbis => {
-                linux["seccomp"] = seccomp::default_profile(&caps, true)
-            }
-            Seccomp::Unconfined => {}
-        }
-    }
-
-    let doc = json!({
-        "ociVersion": "1.0.2",
-        "root": { "path": inp.rootfs, "readonly": spec.security.read_only_rootfs },
-        "hostname": hostname,
-        "process": process,
-        "mounts": mounts,
-        "linux": linux,
-    });
-    // Read by oci-spec, as libcontainer will, so a malformed document fails here, not in
-    // the child. The document itself is what oci-spec would give back
-    // (`the_document_is_what_oci_spec_gives_back`), so it is not rebuilt from the typed
-    // form at every create.
-    oci_spec::runtime::Spec::deserialize(&doc).map_err(SpecError::Oci)?;
-    Ok(doc)
+    Ok((device_rules, devices))
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use crate::store::{
     ContainerRow, DesiredStatus, HealthStatus, LastStatus, SharedStore, StopCode, TaskRow,
 };
 use crate::supervisor::health::{self, Check, Health};
-use crate::supervisor::isolation::mountns;
 use crate::supervisor::isolation::network::{Attachment, TaskNetwork};
 use crate::supervisor::isolation::resources;
 use crate::supervisor::isolation::volumes::TaskVolumes;
@@ -27,6 +26,7 @@ use std::time::{Duration, Instant};
 mod cgroup_ahead;
 mod images;
 mod persist;
+mod provision;
 mod steps;
 mod teardown;
 mod wiring;
@@ -52,6 +52,14 @@ pub enum Event {
         reason: String,
         force: bool,
     },
+}
+
+/// Why a container did not start (`Executor::start`).
+enum NotStarted {
+    /// The container fails with this reason.
+    Container(String),
+    /// The container fails, and the task with it: the network's wiring failed.
+    Task(String),
 }
 
 /// Where the executor finds images and configuration.
@@ -758,293 +766,6 @@ impl Executor {
         }
     }
 
-    /// Why the task cannot go on when the state under the root is gone (its `state.db`
-    /// removed since the task was read: the root deleted, e.g. by a test's cleanup, or
-    /// `system reset`): what it would make now under the run root or on the host, no one
-    /// would find again to remove. `None` while the state is there.
-    fn state_gone(&self) -> Option<String> {
-        let db = self.opts.root.join("state.db");
-        (!db.is_file()).then(|| {
-            format!(
-                "{}: {} is gone (the root was removed while the task was starting): nothing more is made for it",
-                reason::RESOURCE_INIT,
-                db.display()
-            )
-        })
-    }
-
-    /// The paths this task's mounts and containers use, which a copy of the template mount
-    /// namespace must show as the host does (mountns::FromTemplate).
-    fn mount_needs(&self, def: &TaskDefinition) -> Vec<PathBuf> {
-        let (root, run_root) = (&self.opts.root, &self.opts.run_root);
-        let mut needs = vec![
-            root.clone(),
-            run_root.clone(),
-            root.join("layers"),
-            self.paths.dir.clone(),
-            self.paths.run_dir.clone(),
-            self.paths.rootfs_dir.clone(),
-        ];
-        needs.extend(
-            def.volumes
-                .iter()
-                .flatten()
-                .filter_map(|v| v.host.as_ref()?.source_path.as_deref())
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from),
-        );
-        needs
-    }
-
-    /// Network, images, task cgroup, rootfs. False when the task cannot start.
-    fn provision(&mut self, mode: NetworkMode, def: &TaskDefinition) -> bool {
-        let task_id = self.task.id.clone();
-        let mut steps = Steps::new();
-        // The user namespace first: the holder makes it with the task's network namespace
-        // owned by it, which the network step then adopts.
-        let t0 = now_us();
-        let userns = self.setup_userns(mode, def);
-        self.phase(None, "userns", t0);
-        steps.mark("userns");
-        if let Err(why) = userns {
-            self.fail_all(&why.to_string());
-            return false;
-        }
-        // The network's first half: what a container needs before its create. The rest
-        // (links, addresses, routes, ports) is wired beside the launch (`wiring`).
-        // Each of the next two steps may make what the run root's tasks share (the
-        // network's state, the template mount namespace; the wiring checks again before
-        // the bridge and the nftables table): not for a root whose state is gone.
-        if let Some(why) = self.state_gone() {
-            self.fail_all(&why);
-            return false;
-        }
-        let t0 = now_us();
-        let (ahead, adopt) = self.netns_to_pin(mode);
-        let mut net = self.net.prepare(&task_id, mode, adopt.as_deref());
-        if net.as_ref().is_err_and(|e| e.held_by_another_task()) && self.finish_dead_tasks() {
-            net = self.net.prepare(&task_id, mode, adopt.as_deref());
-        }
-        // Pinned now, or not wanted: the descriptor goes.
-        drop(ahead);
-        self.phase(None, "network", t0);
-        steps.mark("network");
-        let wiring = match net {
-            Ok((a, w)) => {
-                self.warnings.extend(a.warnings.iter().cloned());
-                self.attachment = Some(a);
-                w
-            }
-            Err(e) => {
-                let why = format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e));
-                self.fail_all(&why);
-                return false;
-            }
-        };
-        // From here on, the task's mounts go into a mount namespace of this supervisor's
-        // (its netns pin is in the host's table now): the host's table, which libcontainer
-        // reads several times per container, stays the same size however many tasks run.
-        // It is a copy of the run root's template (the host's table without the netns
-        // pins), made once: copying the host's would cost O(tasks running) per launch.
-        if let Some(why) = self.state_gone() {
-            self.fail_all(&why);
-            return false;
-        }
-        let pin = self.attachment.as_ref().and_then(|a| a.netns.clone());
-        let template = mountns::Template::of(&self.opts.run_root);
-        let needs = self.mount_needs(def);
-        let from = mountns::FromTemplate {
-            template: &template,
-            needs: &needs,
-        };
-        match mountns::enter(pin.as_deref(), Some(from)) {
-            Ok(mountns::Entered::Host(Some(e))) => {
-                tracing::warn!(task_id = %task_id, error = %error_chain(&e),
-                    "the task's mount namespace is a copy of the host's, not of the template");
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(task_id = %task_id, error = %error_chain(&e),
-                    "the task's mounts stay in the host's mount namespace");
-            }
-        }
-        steps.mark("mount namespace");
-        // After the mount namespace: the thread starts in it (and finds the pin there).
-        if let Some(w) = wiring {
-            match wiring::spawn(w, &task_id) {
-                Ok(b) => self.wiring = Some(b),
-                Err(e) => {
-                    self.fail_all(&error_chain(&e));
-                    return false;
-                }
-            }
-        }
-        crate::task::test_pause(&self.paths.run_dir, "network");
-        steps.mark("wiring thread");
-        self.task.last_status = LastStatus::Pending;
-        self.save();
-        steps.mark("save PENDING");
-        // Secrets and the metadata endpoint before the pulls, as ECS resolves secrets
-        // and registry auth in one step ("unable to pull secrets or registry auth").
-        let netns = (mode != NetworkMode::Host)
-            .then(|| self.attachment.as_ref().and_then(|a| a.netns.clone()))
-            .flatten();
-        let inside = self
-            .inside
-            .provision(crate::supervisor::endpoints::metadata::Settings {
-                root: &self.opts.root,
-                task: &self.task,
-                def,
-                region: &self.opts.region,
-                netns: netns.as_deref(),
-                secrets_file: self.opts.secrets_file.clone(),
-                host_credentials: self.opts.host_credentials,
-                host_execution_credentials: self.opts.host_execution_credentials,
-            });
-        let endpoint = match inside {
-            Ok(pending) => pending.map(|p| self.start_endpoint(p)),
-            Err(why) => Some(Err(wiring::WiringError::from(why))),
-        };
-        if let Some(Err(why)) = endpoint {
-            self.fail_all(&why.to_string());
-            return false;
-        }
-        steps.mark("secrets, endpoint");
-        self.drain_events();
-        if self.stopping() || !self.pull_images() {
-            return false;
-        }
-        steps.mark("images");
-        self.join_cgroup_ahead();
-        if !self.task_cgroup {
-            let rt = match self.new_runtime() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
-                    return false;
-                }
-            };
-            if let Err(e) = rt.create_task_cgroup(&task_id, &self.limits(def)) {
-                self.rt = Some(rt);
-                self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
-                return false;
-            }
-            self.task_cgroup = true;
-            self.rt = Some(rt);
-        }
-        steps.mark("task cgroup");
-        let logs = self.paths.dir.join("logs");
-        if let Err(e) = std::fs::create_dir_all(&logs) {
-            self.fail_all(&format!(
-                "{}: failed to create {}: {e}",
-                reason::RESOURCE_INIT,
-                logs.display()
-            ));
-            return false;
-        }
-        if let Err(why) = self.setup_firelens(mode, def) {
-            self.fail_all(&why.to_string());
-            return false;
-        }
-        if crate::supervisor::isolation::ephemeral::enforced() {
-            let t0 = now_us();
-            let made = crate::supervisor::isolation::ephemeral::Ephemeral::create(
-                &self.paths.dir,
-                crate::supervisor::isolation::ephemeral::size_gib(def),
-                self.slots.len(),
-            );
-            self.phase(None, "ephemeral", t0);
-            match made {
-                Ok(e) => self.ephemeral = Some(e),
-                Err(e) => {
-                    self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
-                    return false;
-                }
-            }
-        }
-        if let Err(e) = self.paths.make_rootfs_dir(self.userns.map(|r| r.start)) {
-            self.fail_all(&format!(
-                "{}: failed to create {}: {e}",
-                reason::RESOURCE_INIT,
-                self.paths.rootfs_dir.display()
-            ));
-            return false;
-        }
-        steps.mark("logs, firelens, ephemeral, rootfs dir");
-        let images = self.image_store();
-        for idx in 0..self.slots.len() {
-            let layers: Vec<PathBuf> = match (&images, &self.slots[idx].image) {
-                (Ok(store), Some(rec)) => rec
-                    .layers
-                    .iter()
-                    .map(|l| store.layer_path(&l.diff_id))
-                    .collect(),
-                _ => {
-                    self.fail_container(
-                        idx,
-                        format!("{}: the image cache is unavailable", reason::CANNOT_CREATE),
-                    );
-                    return false;
-                }
-            };
-            let state = self.paths.container_state(idx);
-            let target = self.paths.rootfs(idx);
-            let t0 = now_us();
-            // Volatile: the upper dir lives exactly as long as this mount (a restart
-            // keeps the mount; teardown and reconcile delete the upper after the
-            // unmount), so the unmount need not sync the host's whole filesystem.
-            let user = self.namespaces.user_namespace();
-            let mounted = rootfs_cache::rootfs::mount_mapped(
-                &layers,
-                &state,
-                &target,
-                rootfs_cache::rootfs::MountApi::Auto,
-                true,
-                user.as_ref().map(|u| rootfs_cache::rootfs::Idmap {
-                    userns: &u.path,
-                    root_uid: u.range.start,
-                    root_gid: u.range.start,
-                }),
-            );
-            self.phase(Some(idx), "rootfs", t0);
-            match mounted {
-                Ok(_) => self.slots[idx].mounted = true,
-                Err(e) => {
-                    self.fail_container(
-                        idx,
-                        format!("{}: {}", reason::CANNOT_CREATE, error_chain(&e)),
-                    );
-                    return false;
-                }
-            }
-        }
-        steps.mark("rootfs");
-        let user = self.namespaces.user_namespace();
-        match self
-            .volumes
-            .setup(def, &self.paths.dir, &self.opts.root, user.as_ref())
-        {
-            Ok(notes) => self.warnings.extend(notes),
-            Err(e) => {
-                self.fail_all(&format!("{}: {}", reason::RESOURCE_INIT, error_chain(&e)));
-                return false;
-            }
-        }
-        // The holder of shared pid/ipc namespaces: the calling (main) thread owns the task
-        // to its end, so the holder's PR_SET_PDEATHSIG fires only if this process dies.
-        steps.mark("volumes");
-        let t0 = now_us();
-        let shared = self.namespaces.setup(def, &self.task.id, &mut self.volumes);
-        self.phase(None, "namespaces", t0);
-        if let Err(e) = shared {
-            self.fail_all(&format!("{}: {e}", reason::RESOURCE_INIT));
-            return false;
-        }
-        steps.mark("namespaces");
-        tracing::debug!(task_id = %task_id, steps = %steps, "provision steps (µs)");
-        true
-    }
-
     /// Every container that has not run gets `why`; the task fails to start with it. While
     /// the network is wired beside, its failure is the reason (`wiring`).
     fn fail_all(&mut self, why: &str) {
@@ -1145,143 +866,24 @@ impl Executor {
         }
     }
 
+    /// Creates and starts container `idx`: its spec, its create, the network's wiring
+    /// joined, its start; then it is RUNNING. On a failure the container created is
+    /// deleted and the machine told why.
     fn start(&mut self, idx: usize) {
         let rid = runtime_id(&self.task.id, idx);
         let name = self.slots[idx].row.name.clone();
-        let mut ecs = spec::ecs_env(
-            &self.opts.region,
-            &rid,
-            &self.task.launch_type,
-            self.inside.base(),
-        );
-        ecs.extend(self.inside.env());
-        // S3 environmentFiles: under `environment` (ECS: "environment … take[s]
-        // precedence over the variables contained within an environment file").
-        ecs.extend(self.inside.file_env(idx));
-        let img = self.image_defaults(idx);
-        let mut spec = match self.container_spec(idx, &img, ecs) {
-            Ok(s) => s,
-            Err(e) => {
-                return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_CREATE));
+        let started = match self.launch_spec(idx, &name, &rid) {
+            Ok(spec) => self.create_and_start(idx, &rid, &spec),
+            Err(why) => Err(NotStarted::Container(why)),
+        };
+        let container = match started {
+            Ok(c) => c,
+            Err(NotStarted::Container(why)) => return self.fail_container(idx, why),
+            Err(NotStarted::Task(why)) => {
+                self.fail_container(idx, why.clone());
+                return self.fail_all(&why);
             }
         };
-        // The log driver, as Docker initialises it at container create.
-        match self.awslogs(idx, &name, &rid) {
-            Ok(Some(a)) => {
-                if let runtime::LogConfig::JsonFile { sink, .. } = &mut spec.log {
-                    *sink = Some(runtime::SinkRef(a.clone()));
-                }
-                self.slots[idx].awslogs = Some(a);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return self.fail_container(idx, format!("{}: {e}", reason::CANNOT_START));
-            }
-        }
-        if let Some((plan, files)) = &self.firelens {
-            // The router gets its generated configuration and socket directory.
-            if idx == plan.router {
-                spec.mounts.extend(files.mounts(plan));
-                spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), plan.router_env()]);
-            }
-            // A routed container: its lines go to the router (and its json-file stays, as
-            // with every driver here, for `minifargate logs`).
-            if let Some(r) = plan.routed.iter().find(|r| r.idx == idx) {
-                let sink =
-                    crate::supervisor::logs::firelens::Sink::start(plan, r, &rid, files.socket());
-                if let runtime::LogConfig::JsonFile { sink: s, .. } = &mut spec.log {
-                    *s = Some(runtime::SinkRef(sink.clone()));
-                }
-                spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), plan.env()]);
-                self.slots[idx].firelens = Some(sink);
-            }
-        }
-        // `secrets` last: values only the container's environment ever holds.
-        spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), self.inside.secrets(idx)]);
-        if let Some(a) = &self.attachment {
-            spec.mounts
-                .extend(a.mounts.get(idx).into_iter().flatten().cloned());
-            if a.hostname_fixed || spec.hostname.is_none() {
-                spec.hostname = a.hostname.clone().or(spec.hostname.take());
-            }
-        }
-        // disableNetworking: a network namespace of the container's own, loopback only, as
-        // Docker's `NetworkDisabled` (ECS passes it through on EC2).
-        let no_network = self.slots[idx].def.disable_networking == Some(true);
-        let netns = if no_network {
-            None
-        } else {
-            self.attachment.as_ref().and_then(|a| a.netns.clone())
-        };
-        // A net.* sysctl is written into the namespace at create: its links must be there
-        // (eth0's own keys, the defaults eth0 would inherit), as they are under ECS.
-        if !no_network
-            && spec.sysctls.iter().any(|(k, _)| k.starts_with("net."))
-            && let Err(why) = self.join_wiring()
-        {
-            let why = why.to_string();
-            self.fail_container(idx, why.clone());
-            return self.fail_all(&why);
-        }
-        let rt = self.rt.as_ref().expect("runtime set in provision");
-        let t0 = now_us();
-        let created = rt.create(
-            &rid,
-            &self.task.id,
-            &spec,
-            &self.paths.rootfs(idx),
-            netns.as_deref(),
-        );
-        self.phase(Some(idx), "create", t0);
-        self.warmer.take();
-        let container = match created {
-            Ok(c) => Arc::new(c),
-            Err(e) => {
-                return self.fail_container(
-                    idx,
-                    format!("{}: {}", reason::CANNOT_START, error_chain(&e)),
-                );
-            }
-        };
-        if no_network {
-            let ns = PathBuf::from(format!("/proc/{}/ns/net", container.pid()));
-            if let Err(e) = netns::loopback_up(&ns) {
-                let why = format!(
-                    "{}: failed to bring up the loopback of a container with disableNetworking: {}",
-                    reason::CANNOT_START,
-                    error_chain(&e)
-                );
-                if let Ok(c) = Arc::try_unwrap(container)
-                    && let Err(d) = c.delete()
-                {
-                    self.warnings.push(format!("teardown: {}", error_chain(&d)));
-                }
-                return self.fail_container(idx, why);
-            }
-        }
-        // The network's wiring and the endpoint, before any of the task's code runs.
-        if let Err(why) = self.join_wiring() {
-            let why = why.to_string();
-            if let Ok(c) = Arc::try_unwrap(container)
-                && let Err(d) = c.delete()
-            {
-                self.warnings.push(format!("teardown: {}", error_chain(&d)));
-            }
-            self.fail_container(idx, why.clone());
-            return self.fail_all(&why);
-        }
-        let t0 = now_us();
-        let started = container.start();
-        self.phase(Some(idx), "start", t0);
-        if let Err(e) = started {
-            let why = format!("{}: {}", reason::CANNOT_START, error_chain(&e));
-            if let Ok(c) = Arc::try_unwrap(container)
-                && let Err(d) = c.delete()
-            {
-                self.warnings.push(format!("teardown: {}", error_chain(&d)));
-            }
-            return self.fail_container(idx, why);
-        }
         let tx = self.tx.clone();
         container.on_exit(move || {
             let _ = tx.send(Event::Exited { idx });
@@ -1299,6 +901,152 @@ impl Executor {
         }
         tracing::info!(task_id = %self.task.id, container = %name, "container started");
         self.save_container(idx);
+    }
+
+    /// Container `idx`'s runtime spec: its definition over its image's defaults, the
+    /// ECS environment, its log driver started, FireLens, its secrets, the network's
+    /// files and hostname. Err: why it cannot be created (the container's reason).
+    fn launch_spec(
+        &mut self,
+        idx: usize,
+        name: &str,
+        rid: &str,
+    ) -> Result<runtime::ContainerSpec, String> {
+        let mut ecs = spec::ecs_env(
+            &self.opts.region,
+            rid,
+            &self.task.launch_type,
+            self.inside.base(),
+        );
+        ecs.extend(self.inside.env());
+        // S3 environmentFiles: under `environment` (ECS: "environment … take[s]
+        // precedence over the variables contained within an environment file").
+        ecs.extend(self.inside.file_env(idx));
+        let img = self.image_defaults(idx);
+        let mut spec = self
+            .container_spec(idx, &img, ecs)
+            .map_err(|e| format!("{}: {e}", reason::CANNOT_CREATE))?;
+        // The log driver, as Docker initialises it at container create.
+        match self.awslogs(idx, name, rid) {
+            Ok(Some(a)) => {
+                if let runtime::LogConfig::JsonFile { sink, .. } = &mut spec.log {
+                    *sink = Some(runtime::SinkRef(a.clone()));
+                }
+                self.slots[idx].awslogs = Some(a);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("{}: {e}", reason::CANNOT_START)),
+        }
+        if let Some((plan, files)) = &self.firelens {
+            // The router gets its generated configuration and socket directory.
+            if idx == plan.router {
+                spec.mounts.extend(files.mounts(plan));
+                spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), plan.router_env()]);
+            }
+            // A routed container: its lines go to the router (and its json-file stays, as
+            // with every driver here, for `minifargate logs`).
+            if let Some(r) = plan.routed.iter().find(|r| r.idx == idx) {
+                let sink =
+                    crate::supervisor::logs::firelens::Sink::start(plan, r, rid, files.socket());
+                if let runtime::LogConfig::JsonFile { sink: s, .. } = &mut spec.log {
+                    *s = Some(runtime::SinkRef(sink.clone()));
+                }
+                spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), plan.env()]);
+                self.slots[idx].firelens = Some(sink);
+            }
+        }
+        // `secrets` last: values only the container's environment ever holds.
+        spec.env = spec::merge_env(&[std::mem::take(&mut spec.env), self.inside.secrets(idx)]);
+        if let Some(a) = &self.attachment {
+            spec.mounts
+                .extend(a.mounts.get(idx).into_iter().flatten().cloned());
+            if a.hostname_fixed || spec.hostname.is_none() {
+                spec.hostname = a.hostname.clone().or(spec.hostname.take());
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Creates container `idx` from `spec` in the task's network namespace (or, with
+    /// disableNetworking, one of its own with loopback up), joins the network's wiring and
+    /// starts it. A container created and not started is deleted before the error.
+    fn create_and_start(
+        &mut self,
+        idx: usize,
+        rid: &str,
+        spec: &runtime::ContainerSpec,
+    ) -> Result<Arc<Container>, NotStarted> {
+        // disableNetworking: a network namespace of the container's own, loopback only, as
+        // Docker's `NetworkDisabled` (ECS passes it through on EC2).
+        let no_network = self.slots[idx].def.disable_networking == Some(true);
+        let netns = if no_network {
+            None
+        } else {
+            self.attachment.as_ref().and_then(|a| a.netns.clone())
+        };
+        // A net.* sysctl is written into the namespace at create: its links must be there
+        // (eth0's own keys, the defaults eth0 would inherit), as they are under ECS.
+        if !no_network
+            && spec.sysctls.iter().any(|(k, _)| k.starts_with("net."))
+            && let Err(why) = self.join_wiring()
+        {
+            return Err(NotStarted::Task(why.to_string()));
+        }
+        let rt = self.rt.as_ref().expect("runtime set in provision");
+        let t0 = now_us();
+        let created = rt.create(
+            rid,
+            &self.task.id,
+            spec,
+            &self.paths.rootfs(idx),
+            netns.as_deref(),
+        );
+        self.phase(Some(idx), "create", t0);
+        self.warmer.take();
+        let container = match created {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                let why = format!("{}: {}", reason::CANNOT_START, error_chain(&e));
+                return Err(NotStarted::Container(why));
+            }
+        };
+        if no_network {
+            let ns = PathBuf::from(format!("/proc/{}/ns/net", container.pid()));
+            if let Err(e) = netns::loopback_up(&ns) {
+                let why = format!(
+                    "{}: failed to bring up the loopback of a container with disableNetworking: {}",
+                    reason::CANNOT_START,
+                    error_chain(&e)
+                );
+                self.discard(container);
+                return Err(NotStarted::Container(why));
+            }
+        }
+        // The network's wiring and the endpoint, before any of the task's code runs.
+        if let Err(why) = self.join_wiring() {
+            let why = why.to_string();
+            self.discard(container);
+            return Err(NotStarted::Task(why));
+        }
+        let t0 = now_us();
+        let started = container.start();
+        self.phase(Some(idx), "start", t0);
+        if let Err(e) = started {
+            let why = format!("{}: {}", reason::CANNOT_START, error_chain(&e));
+            self.discard(container);
+            return Err(NotStarted::Container(why));
+        }
+        Ok(container)
+    }
+
+    /// Deletes a container created but not started; a failure is one of the task's
+    /// warnings.
+    fn discard(&mut self, container: Arc<Container>) {
+        if let Ok(c) = Arc::try_unwrap(container)
+            && let Err(d) = c.delete()
+        {
+            self.warnings.push(format!("teardown: {}", error_chain(&d)));
+        }
     }
 
     /// The awslogs driver of container `idx`, started, when it uses awslogs.

@@ -125,6 +125,16 @@ fn read_hand_over(
     }
 }
 
+/// What the supervisor starts while its launcher records the task, handed to the
+/// executor. The fields drop in this order (the cgroups made ahead first), as the
+/// locals they were did when the supervisor gave up.
+#[derive(Default)]
+struct Ahead {
+    cgroups: Option<crate::supervisor::executor::CgroupAhead>,
+    checks: Option<crate::supervisor::executor::EarlyChecks>,
+    netns: Option<crate::supervisor::isolation::netns_ahead::Ahead>,
+}
+
 /// Runs the supervisor: returns when the task is STOPPED and torn down.
 pub fn run(
     root: &Path,
@@ -135,92 +145,20 @@ pub fn run(
 ) -> anyhow::Result<()> {
     tracing::debug!(task_id = ?a.task_id, "supervisor started");
     // First, before anything starts a process that could inherit them.
-    let done = match a.done_fd {
-        Some(fd) => Some(std::fs::File::from(
-            runtime::take_inherited_pipe(fd)
-                .with_context(|| format!("--done-fd {fd}: not an inherited pipe"))?,
-        )),
-        None => None,
-    };
-    let wait = match a.wait_fd {
-        Some(fd) => Some(std::fs::File::from(
-            runtime::take_inherited_pipe(fd)
-                .with_context(|| format!("--wait-fd {fd}: not an inherited pipe"))?,
-        )),
-        None => None,
-    };
+    let done = inherited_pipe(a.done_fd, "--done-fd")?;
+    let wait = inherited_pipe(a.wait_fd, "--wait-fd")?;
     // Own session: a terminal's Ctrl-C or hangup never reaches the task.
     if let Err(e) = nix::unistd::setsid() {
         tracing::debug!(error = %e, "setsid failed (already a session leader?)");
     }
-    let mut netns_ahead = None;
-    let mut checks_ahead = None;
-    let mut cgroups_ahead: Option<crate::supervisor::executor::CgroupAhead> = None;
-    let (task_id, store) = match (a.task_id, wait) {
-        (Some(id), _) => (id, None),
+    let (task_id, store, ahead) = match (a.task_id, wait) {
+        (Some(id), _) => (id, None, Ahead::default()),
         (None, Some(pipe)) => {
-            // The task's network namespace, made while its launcher records the task
-            // (isolation::netns_ahead); not when every task gets a user namespace, whose
-            // holder makes it.
-            if userns != crate::supervisor::isolation::userns::Mode::On {
-                netns_ahead = crate::supervisor::isolation::netns_ahead::Ahead::start();
-                // As libcontainer's create would make it, off the launch's path.
-                runtime::prepare_procfs();
-            }
-            // Started ahead of the task (launch::prestart_supervisor): the store is opened
-            // while the launcher writes the task, if there is one to open (a first launch
-            // on a new root makes it; a launch that fails must leave nothing behind).
-            let store = if root.join("state.db").exists() {
-                crate::store::Store::open(root).ok()
-            } else {
-                None
-            };
-            // The images its launcher names, asked of their registries while it writes
-            // the task (executor::images_to_check_ahead); only with a cache to look in.
-            let checks = |platform, images: Vec<String>| {
-                if a.pull != crate::task::PullPolicy::Default
-                    || checks_ahead.is_some()
-                    || !root.join("images").is_dir()
-                {
-                    return;
-                }
-                let asks = images.into_iter().map(|i| (i, None)).collect();
-                checks_ahead = crate::supervisor::executor::EarlyChecks::start(
-                    root.to_path_buf(),
-                    config.clone(),
-                    platform,
-                    asks,
-                    String::new(),
-                );
-            };
-            // The task's cgroups, made and the migration lock warmed while its launcher
-            // writes the task (executor::CgroupAhead::start_early).
-            let cgroups = |id: String, containers: usize| {
-                if cgroups_ahead.is_none() {
-                    cgroups_ahead =
-                        crate::supervisor::executor::CgroupAhead::start_early(id, containers);
-                }
-            };
-            let Some(id) = read_hand_over(pipe, checks, cgroups) else {
-                // No task: the launch failed or its launcher died. Nothing is left: the
-                // cgroups made ahead go with their handle.
-                drop(cgroups_ahead);
+            let taken = take_hand_over(root, run_root, &config, userns, a.pull, pipe)?;
+            let Some(taken) = taken else {
                 return Ok(());
             };
-            // Made for another task than the one given (no launcher does that): gone.
-            if cgroups_ahead.as_ref().is_some_and(|c| c.task_id() != id) {
-                cgroups_ahead = None;
-            }
-            // From now on, the task's own log (the launcher left us /dev/null).
-            let paths = TaskPaths::new(root, run_root, &id);
-            let log = launch::open_supervisor_log(&paths.supervisor_log())?;
-            for fd in [1, 2] {
-                nix::unistd::dup2(log.as_raw_fd(), fd).with_context(|| {
-                    format!("failed to write to {}", paths.supervisor_log().display())
-                })?;
-            }
-            tracing::debug!(task_id = %id, "supervisor given its task");
-            (id, store)
+            taken
         }
         (None, None) => anyhow::bail!("supervise: neither --task-id nor --wait-fd"),
     };
@@ -229,40 +167,7 @@ pub fn run(
         tracing::warn!(error = %e, "failed to become a child subreaper");
     }
     let paths = TaskPaths::new(root, run_root, &task_id);
-    // No state under the root (removed since this process started, by `system reset` or
-    // by deleting the directory; or the wrong `--root`): the task's rows are not there,
-    // and nothing is made for it (a store, a run dir) under a root that is gone.
-    anyhow::ensure!(
-        root.join("state.db").is_file(),
-        "task {task_id}: there is no state under {} (removed while the task was handed          over, or the wrong --root): nothing to run",
-        root.display()
-    );
-    let mut store = match store {
-        Some(s) => s,
-        None => crate::store::Store::open(root)?,
-    };
-    let (mut task, containers) = store
-        .task(&task_id)?
-        .with_context(|| format!("task {task_id} is not in the store"))?;
-    if task.last_status == LastStatus::Stopped {
-        // Reconcile stopped it while we were starting (its launcher had died): nothing to
-        // run; the run dir its launcher may have made goes.
-        let _ = std::fs::remove_dir_all(&paths.run_dir);
-        anyhow::bail!("task {} is already STOPPED", task.id);
-    }
-    paths
-        .make_run_dir()
-        .with_context(|| format!("failed to create {}", paths.run_dir.display()))?;
-    let pid = std::process::id();
-    let start_time = process_start_time(i64::from(pid));
-    // A launcher that started us ahead recorded us already (launch::hand_over).
-    if task.supervisor_pid != Some(i64::from(pid)) || task.supervisor_start_time != start_time {
-        task.supervisor_pid = Some(i64::from(pid));
-        task.supervisor_start_time = start_time;
-        store.set_supervisor(&task.id, i64::from(pid), task.supervisor_start_time)?;
-    }
-    std::fs::write(paths.pid_file(), format!("{pid}\n"))
-        .with_context(|| format!("failed to write {}", paths.pid_file().display()))?;
+    let (store, task, containers) = record_supervisor(root, &paths, &task_id, store)?;
     let def = task.definition.clone();
     let mode = launch::network_mode(&def, &task.launch_type);
 
@@ -297,9 +202,14 @@ pub fn run(
         net,
         (tx, rx),
     );
-    exec.set_netns_ahead(netns_ahead);
-    exec.set_early_checks_ahead(checks_ahead);
-    exec.set_cgroups_ahead(cgroups_ahead);
+    let Ahead {
+        cgroups,
+        checks,
+        netns,
+    } = ahead;
+    exec.set_netns_ahead(netns);
+    exec.set_early_checks_ahead(checks);
+    exec.set_cgroups_ahead(cgroups);
     // As early as possible (see there). Should this process fail before `run`, the next
     // command's reconcile removes the cgroup with the rest of the dead task.
     exec.prepare_task_cgroup(&def);
@@ -329,6 +239,145 @@ pub fn run(
     crate::supervisor::executor::remove_scratch(&task_id, &scratch);
     drop(exec);
     Ok(())
+}
+
+/// The pipe inherited as `fd` (`flag` names it in the error), when one was given.
+fn inherited_pipe(fd: Option<i32>, flag: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(fd) = fd else { return Ok(None) };
+    let pipe = runtime::take_inherited_pipe(fd)
+        .with_context(|| format!("{flag} {fd}: not an inherited pipe"))?;
+    Ok(Some(std::fs::File::from(pipe)))
+}
+
+/// Started ahead of its task (launch::prestart_supervisor): what can be made while the
+/// launcher records the task is started, then the task's id is read from `pipe` and
+/// stdout and stderr go to the task's supervisor log. `None` when no task comes (the
+/// launch failed or its launcher died): nothing is left.
+fn take_hand_over(
+    root: &Path,
+    run_root: &Path,
+    config: &Option<PathBuf>,
+    userns: crate::supervisor::isolation::userns::Mode,
+    pull: crate::task::PullPolicy,
+    pipe: std::fs::File,
+) -> anyhow::Result<Option<(String, Option<crate::store::Store>, Ahead)>> {
+    let mut netns_ahead = None;
+    let mut checks_ahead = None;
+    let mut cgroups_ahead: Option<crate::supervisor::executor::CgroupAhead> = None;
+    // The task's network namespace, made while its launcher records the task
+    // (isolation::netns_ahead); not when every task gets a user namespace, whose
+    // holder makes it.
+    if userns != crate::supervisor::isolation::userns::Mode::On {
+        netns_ahead = crate::supervisor::isolation::netns_ahead::Ahead::start();
+        // As libcontainer's create would make it, off the launch's path.
+        runtime::prepare_procfs();
+    }
+    // The store is opened while the launcher writes the task, if there is one to open (a
+    // first launch on a new root makes it; a launch that fails must leave nothing behind).
+    let store = if root.join("state.db").exists() {
+        crate::store::Store::open(root).ok()
+    } else {
+        None
+    };
+    // The images its launcher names, asked of their registries while it writes
+    // the task (executor::images_to_check_ahead); only with a cache to look in.
+    let checks = |platform, images: Vec<String>| {
+        if pull != crate::task::PullPolicy::Default
+            || checks_ahead.is_some()
+            || !root.join("images").is_dir()
+        {
+            return;
+        }
+        let asks = images.into_iter().map(|i| (i, None)).collect();
+        checks_ahead = crate::supervisor::executor::EarlyChecks::start(
+            root.to_path_buf(),
+            config.clone(),
+            platform,
+            asks,
+            String::new(),
+        );
+    };
+    // The task's cgroups, made and the migration lock warmed while its launcher
+    // writes the task (executor::CgroupAhead::start_early).
+    let cgroups = |id: String, containers: usize| {
+        if cgroups_ahead.is_none() {
+            cgroups_ahead = crate::supervisor::executor::CgroupAhead::start_early(id, containers);
+        }
+    };
+    let Some(id) = read_hand_over(pipe, checks, cgroups) else {
+        // No task: the launch failed or its launcher died. Nothing is left: the
+        // cgroups made ahead go with their handle.
+        drop(cgroups_ahead);
+        return Ok(None);
+    };
+    // Made for another task than the one given (no launcher does that): gone.
+    if cgroups_ahead.as_ref().is_some_and(|c| c.task_id() != id) {
+        cgroups_ahead = None;
+    }
+    // From now on, the task's own log (the launcher left us /dev/null).
+    let paths = TaskPaths::new(root, run_root, &id);
+    let log = launch::open_supervisor_log(&paths.supervisor_log())?;
+    for fd in [1, 2] {
+        nix::unistd::dup2(log.as_raw_fd(), fd)
+            .with_context(|| format!("failed to write to {}", paths.supervisor_log().display()))?;
+    }
+    tracing::debug!(task_id = %id, "supervisor given its task");
+    let ahead = Ahead {
+        cgroups: cgroups_ahead,
+        checks: checks_ahead,
+        netns: netns_ahead,
+    };
+    Ok(Some((id, store, ahead)))
+}
+
+/// The task's rows, read from the store under `root` (`store` when it was opened ahead),
+/// with this process recorded as the task's supervisor and its run dir made. An error
+/// when the state under the root is gone, or the task is not there or already STOPPED.
+fn record_supervisor(
+    root: &Path,
+    paths: &TaskPaths,
+    task_id: &str,
+    store: Option<crate::store::Store>,
+) -> anyhow::Result<(
+    crate::store::Store,
+    crate::store::TaskRow,
+    Vec<crate::store::ContainerRow>,
+)> {
+    // No state under the root (removed since this process started, by `system reset` or
+    // by deleting the directory; or the wrong `--root`): the task's rows are not there,
+    // and nothing is made for it (a store, a run dir) under a root that is gone.
+    anyhow::ensure!(
+        root.join("state.db").is_file(),
+        "task {task_id}: there is no state under {} (removed while the task was handed          over, or the wrong --root): nothing to run",
+        root.display()
+    );
+    let mut store = match store {
+        Some(s) => s,
+        None => crate::store::Store::open(root)?,
+    };
+    let (mut task, containers) = store
+        .task(task_id)?
+        .with_context(|| format!("task {task_id} is not in the store"))?;
+    if task.last_status == LastStatus::Stopped {
+        // Reconcile stopped it while we were starting (its launcher had died): nothing to
+        // run; the run dir its launcher may have made goes.
+        let _ = std::fs::remove_dir_all(&paths.run_dir);
+        anyhow::bail!("task {} is already STOPPED", task.id);
+    }
+    paths
+        .make_run_dir()
+        .with_context(|| format!("failed to create {}", paths.run_dir.display()))?;
+    let pid = std::process::id();
+    let start_time = process_start_time(i64::from(pid));
+    // A launcher that started us ahead recorded us already (launch::hand_over).
+    if task.supervisor_pid != Some(i64::from(pid)) || task.supervisor_start_time != start_time {
+        task.supervisor_pid = Some(i64::from(pid));
+        task.supervisor_start_time = start_time;
+        store.set_supervisor(&task.id, i64::from(pid), task.supervisor_start_time)?;
+    }
+    std::fs::write(paths.pid_file(), format!("{pid}\n"))
+        .with_context(|| format!("failed to write {}", paths.pid_file().display()))?;
+    Ok((store, task, containers))
 }
 
 #[cfg(test)]

@@ -607,6 +607,133 @@ impl Wiring {
     }
 }
 
+/// A bind mount of `source` on `destination` in a container.
+fn bind(source: &Path, destination: &str, read_only: bool) -> runtime::Mount {
+    runtime::Mount::Bind {
+        source: source.into(),
+        destination: destination.into(),
+        read_only,
+    }
+}
+
+/// Each container's `/etc/hosts` and `/etc/resolv.conf` in host mode, by index: the
+/// host's, read-only, or a copy of them under `dir` with the container's own
+/// extraHosts / dnsServers / search domains.
+fn host_mode_mounts(
+    task: &str,
+    dir: &Path,
+    dns: &[ContainerDns],
+) -> Result<Vec<Vec<runtime::Mount>>, NetworkError> {
+    let files_err = |source| NetworkError::Hosts {
+        task: task.into(),
+        source,
+    };
+    let read = |p: &str| match std::fs::read_to_string(p) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(files_err(netns::FilesError::Read {
+            path: p.into(),
+            source,
+        })),
+    };
+    let (hosts, resolv) = (read("/etc/hosts")?, read("/etc/resolv.conf")?);
+    let mut mounts = Vec::new();
+    for (idx, c) in dns.iter().enumerate() {
+        let mut m = Vec::new();
+        let own = |name: &str, text: String| -> Result<PathBuf, NetworkError> {
+            std::fs::create_dir_all(dir).map_err(|source| {
+                files_err(netns::FilesError::Write {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            })?;
+            let path = dir.join(format!("c{idx}.{name}"));
+            netns::files::write(&path, &text).map_err(files_err)?;
+            Ok(path)
+        };
+        if !c.extra_hosts.is_empty() {
+            let text = host_hosts(hosts.as_deref().unwrap_or_default(), &c.extra_hosts);
+            m.push(bind(&own("hosts", text)?, "/etc/hosts", false));
+        } else if hosts.is_some() {
+            m.push(bind(Path::new("/etc/hosts"), "/etc/hosts", true));
+        }
+        if c.own_resolv() {
+            let text =
+                host_resolv_conf(resolv.as_deref().unwrap_or_default(), &c.servers, &c.search);
+            m.push(bind(&own("resolv.conf", text)?, "/etc/resolv.conf", false));
+        } else if resolv.is_some() {
+            m.push(bind(
+                Path::new("/etc/resolv.conf"),
+                "/etc/resolv.conf",
+                true,
+            ));
+        }
+        mounts.push(m);
+    }
+    Ok(mounts)
+}
+
+/// Each container's `/etc/hosts` and `/etc/resolv.conf` in a network namespace of the
+/// task's, by index. The crate's files are the task's defaults; each container gets its
+/// own next to them (removed with them at teardown), from its own members. `resolver`:
+/// the task's resolver, for a container with search domains but no servers of its own.
+fn own_netns_mounts(
+    task: &str,
+    mode: NetworkMode,
+    dns: &[ContainerDns],
+    tn: &netns::TaskNetwork,
+    private_dns: Option<&String>,
+    resolver: Option<IpAddr>,
+) -> Result<Vec<Vec<runtime::Mount>>, NetworkError> {
+    let files_err = |source| NetworkError::Hosts {
+        task: task.into(),
+        source,
+    };
+    let dir = tn.hosts_file.as_deref().and_then(Path::parent);
+    let mut mounts = Vec::new();
+    for (idx, c) in dns.iter().enumerate() {
+        let mut m = Vec::new();
+        if let Some(dir) = dir {
+            // The crate names the task `ip-a-b-c-d`; the VPC domain is added as
+            // Fargate has it. Bridge mode: the container's own `hostname`
+            // resolves to the task, as Docker writes it into its hosts file.
+            let mut names: Vec<String> = private_dns
+                .into_iter()
+                .cloned()
+                .chain(tn.private_dns_name.clone())
+                .collect();
+            if mode == NetworkMode::Bridge
+                && let Some(h) = c.hostname.as_ref().filter(|h| !names.contains(h))
+            {
+                names.push(h.clone());
+            }
+            let joined = names.join(" ");
+            let own = tn.ip.map(|ip| (ip, joined.as_str()));
+            let path = dir.join(format!("c{idx}.hosts"));
+            netns::files::write(&path, &netns::files::hosts(own, &c.extra_hosts))
+                .map_err(files_err)?;
+            m.push(bind(&path, "/etc/hosts", false));
+            if c.own_resolv() {
+                // Only search domains of its own: the task's resolver.
+                let servers = match resolver {
+                    Some(r) if c.servers.is_empty() => vec![r],
+                    _ => c.servers.clone(),
+                };
+                let (text, _) =
+                    netns::files::resolv_conf(&netns::HostResolv::default(), &servers, &c.search)
+                        .map_err(files_err)?;
+                let path = dir.join(format!("c{idx}.resolv.conf"));
+                netns::files::write(&path, &text).map_err(files_err)?;
+                m.push(bind(&path, "/etc/resolv.conf", false));
+            } else if let Some(r) = &tn.resolv_conf {
+                m.push(bind(r, "/etc/resolv.conf", false));
+            }
+        }
+        mounts.push(m);
+    }
+    Ok(mounts)
+}
+
 /// The real network step, run by the task's supervisor.
 pub struct NetworkStep {
     store: SharedStore,
@@ -675,15 +802,6 @@ impl NetworkStep {
         self.net = Some(net.clone());
         let mut a = Attachment::default();
         let private_dns = tn.ip.map(|ip| private_dns_name(ip, &self.region));
-        let files_err = |source| NetworkError::Hosts {
-            task: task.into(),
-            source,
-        };
-        let bind = |source: &Path, destination: &str, read_only| runtime::Mount::Bind {
-            source: source.into(),
-            destination: destination.into(),
-            read_only,
-        };
         match mode {
             NetworkMode::Host => {
                 a.netns = Some(format!("/proc/{}/ns/net", std::process::id()).into());
@@ -694,100 +812,12 @@ impl NetworkStep {
                     .ok()
                     .and_then(|h| h.into_string().ok());
                 let dir = self.run_root.join("tasks").join(task).join("etc");
-                let read = |p: &str| match std::fs::read_to_string(p) {
-                    Ok(t) => Ok(Some(t)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(source) => Err(files_err(netns::FilesError::Read {
-                        path: p.into(),
-                        source,
-                    })),
-                };
-                let (hosts, resolv) = (read("/etc/hosts")?, read("/etc/resolv.conf")?);
-                for (idx, c) in dns.iter().enumerate() {
-                    let mut m = Vec::new();
-                    let own = |name: &str, text: String| -> Result<PathBuf, NetworkError> {
-                        std::fs::create_dir_all(&dir).map_err(|source| {
-                            files_err(netns::FilesError::Write {
-                                path: dir.clone(),
-                                source,
-                            })
-                        })?;
-                        let path = dir.join(format!("c{idx}.{name}"));
-                        netns::files::write(&path, &text).map_err(files_err)?;
-                        Ok(path)
-                    };
-                    if !c.extra_hosts.is_empty() {
-                        let text = host_hosts(hosts.as_deref().unwrap_or_default(), &c.extra_hosts);
-                        m.push(bind(&own("hosts", text)?, "/etc/hosts", false));
-                    } else if hosts.is_some() {
-                        m.push(bind(Path::new("/etc/hosts"), "/etc/hosts", true));
-                    }
-                    if c.own_resolv() {
-                        let text = host_resolv_conf(
-                            resolv.as_deref().unwrap_or_default(),
-                            &c.servers,
-                            &c.search,
-                        );
-                        m.push(bind(&own("resolv.conf", text)?, "/etc/resolv.conf", false));
-                    } else if resolv.is_some() {
-                        m.push(bind(
-                            Path::new("/etc/resolv.conf"),
-                            "/etc/resolv.conf",
-                            true,
-                        ));
-                    }
-                    a.mounts.push(m);
-                }
+                a.mounts = host_mode_mounts(task, &dir, &dns)?;
             }
             _ => {
                 a.netns = tn.netns_path.clone();
-                // The crate's files are the task's defaults; each container gets its own
-                // next to them (removed with them at teardown), from its own members.
-                let dir = tn.hosts_file.as_deref().and_then(Path::parent);
-                for (idx, c) in dns.iter().enumerate() {
-                    let mut m = Vec::new();
-                    if let Some(dir) = dir {
-                        // The crate names the task `ip-a-b-c-d`; the VPC domain is added as
-                        // Fargate has it. Bridge mode: the container's own `hostname`
-                        // resolves to the task, as Docker writes it into its hosts file.
-                        let mut names: Vec<String> = private_dns
-                            .iter()
-                            .cloned()
-                            .chain(tn.private_dns_name.clone())
-                            .collect();
-                        if mode == NetworkMode::Bridge
-                            && let Some(h) = c.hostname.as_ref().filter(|h| !names.contains(h))
-                        {
-                            names.push(h.clone());
-                        }
-                        let joined = names.join(" ");
-                        let own = tn.ip.map(|ip| (ip, joined.as_str()));
-                        let path = dir.join(format!("c{idx}.hosts"));
-                        netns::files::write(&path, &netns::files::hosts(own, &c.extra_hosts))
-                            .map_err(files_err)?;
-                        m.push(bind(&path, "/etc/hosts", false));
-                        if c.own_resolv() {
-                            // Only search domains of its own: the task's resolver.
-                            let servers = match self.net.as_ref().and_then(|n| n.config().resolver)
-                            {
-                                Some(r) if c.servers.is_empty() => vec![r.into()],
-                                _ => c.servers.clone(),
-                            };
-                            let (text, _) = netns::files::resolv_conf(
-                                &netns::HostResolv::default(),
-                                &servers,
-                                &c.search,
-                            )
-                            .map_err(files_err)?;
-                            let path = dir.join(format!("c{idx}.resolv.conf"));
-                            netns::files::write(&path, &text).map_err(files_err)?;
-                            m.push(bind(&path, "/etc/resolv.conf", false));
-                        } else if let Some(r) = &tn.resolv_conf {
-                            m.push(bind(r, "/etc/resolv.conf", false));
-                        }
-                    }
-                    a.mounts.push(m);
-                }
+                let resolver = net.config().resolver.map(IpAddr::from);
+                a.mounts = own_netns_mounts(task, mode, &dns, &tn, private_dns.as_ref(), resolver)?;
                 if mode == NetworkMode::Awsvpc {
                     a.hostname = private_dns.clone();
                     a.hostname_fixed = true;

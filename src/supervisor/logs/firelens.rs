@@ -318,6 +318,118 @@ struct Section<'a> {
     options: BTreeMap<&'a str, String>,
 }
 
+/// One output of the generated file: the plugin, the tag it matches, its options.
+type Output<'a> = (String, String, BTreeMap<&'a str, String>);
+
+/// The generated file's sections, in the generator's order, to write in either syntax.
+struct Sections<'a> {
+    inputs: Vec<Section<'a>>,
+    /// Grep filters: (tag, pattern).
+    include: Vec<(String, String)>,
+    exclude: Vec<(String, String)>,
+    /// The ECS metadata fields added to every record, when `enable-ecs-log-metadata`.
+    metadata: Option<BTreeMap<&'static str, String>>,
+    include_path: Option<&'a str>,
+    outputs: Vec<Output<'a>>,
+}
+
+impl Sections<'_> {
+    /// Fluent Bit's syntax.
+    fn fluent_bit(&self, wild: &str) -> String {
+        let mut s = String::new();
+        for i in &self.inputs {
+            let _ = write!(s, "\n[INPUT]\n    Name {}", i.name);
+            if let Some(t) = i.tag {
+                let _ = write!(s, "\n    Tag {t}");
+            }
+            for (k, v) in &i.options {
+                let _ = write!(s, "\n    {k} {v}");
+            }
+            s.push('\n');
+        }
+        for (tag, re) in &self.include {
+            let _ = write!(
+                s,
+                "\n[FILTER]\n    Name   grep\n    Match {tag}\n    Regex  log {re}\n"
+            );
+        }
+        for (tag, re) in &self.exclude {
+            let _ = write!(
+                s,
+                "\n[FILTER]\n    Name   grep\n    Match {tag}\n    Exclude log {re}\n"
+            );
+        }
+        if let Some(fields) = &self.metadata {
+            let _ = write!(s, "\n[FILTER]\n    Name record_modifier\n    Match {wild}");
+            for (k, v) in fields {
+                let _ = write!(s, "\n    Record {k} {v}");
+            }
+            s.push('\n');
+        }
+        if let Some(p) = self.include_path {
+            let _ = write!(s, "\n@INCLUDE {p}\n");
+        }
+        for (name, tag, opts) in &self.outputs {
+            let _ = write!(s, "\n[OUTPUT]\n    Name {name}\n    Match {tag}");
+            for (k, v) in opts {
+                let _ = write!(s, "\n    {k} {v}");
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Fluentd's syntax.
+    fn fluentd(&self, wild: &str) -> String {
+        let mut s = String::new();
+        for i in &self.inputs {
+            let _ = write!(s, "\n<source>\n    @type {}", i.name);
+            if let Some(t) = i.tag {
+                let _ = write!(s, "\n    tag {t}");
+            }
+            for (k, v) in &i.options {
+                let _ = write!(s, "\n    {k} {v}");
+            }
+            s.push_str("\n</source>\n");
+        }
+        for (tag, re) in &self.include {
+            let _ = write!(
+                s,
+                "\n<filter {tag}>\n    @type  grep\n    <regexp>\n        key log\n        \
+                 pattern {re}\n    </regexp>\n</filter>\n"
+            );
+        }
+        for (tag, re) in &self.exclude {
+            let _ = write!(
+                s,
+                "\n<filter {tag}>\n    @type  grep\n    <exclude>\n        key log\n        \
+                 pattern {re}\n    </exclude>\n</filter>\n"
+            );
+        }
+        if let Some(fields) = &self.metadata {
+            let _ = write!(
+                s,
+                "\n<filter {wild}>\n    @type record_transformer\n    <record>"
+            );
+            for (k, v) in fields {
+                let _ = write!(s, "\n        {k} {v}");
+            }
+            s.push_str("\n    </record>\n</filter>\n");
+        }
+        if let Some(p) = self.include_path {
+            let _ = write!(s, "\n@include {p}\n");
+        }
+        for (name, tag, opts) in &self.outputs {
+            let _ = write!(s, "\n<match {tag}>\n    @type {name}");
+            for (k, v) in opts {
+                let _ = write!(s, "\n    {k} {v}");
+            }
+            s.push_str("\n</match>\n");
+        }
+        s
+    }
+}
+
 impl Plan {
     /// The Fluent tag of container `name`'s records (`fluentTagDockerFormat`).
     pub fn tag(&self, name: &str) -> String {
@@ -328,8 +440,39 @@ impl Plan {
     /// (sections in its order, options sorted by key as Go's templates range over maps),
     /// containers in task-definition order (the agent's follow Go's map order).
     pub fn render(&self) -> Result<String, FirelensError> {
+        let (inputs, mut outputs) = self.inputs();
+        let (include, exclude, routed) = self.routed_sections()?;
+        outputs.extend(routed);
+        let include_path = match &self.external {
+            None => None,
+            Some(External::File(p)) => Some(p.as_str()),
+            Some(External::S3(_)) => Some(self.kind.s3_target()),
+        };
+        let metadata = self.metadata.then(|| {
+            BTreeMap::from([
+                ("ecs_cluster", self.cluster.clone()),
+                ("ecs_task_arn", self.task_arn.clone()),
+                ("ecs_task_definition", self.task_definition.clone()),
+            ])
+        });
+        let sections = Sections {
+            inputs,
+            include,
+            exclude,
+            metadata,
+            include_path,
+            outputs,
+        };
+        Ok(match self.kind {
+            Kind::FluentBit => sections.fluent_bit(self.kind.wildcard()),
+            Kind::Fluentd => sections.fluentd(self.kind.wildcard()),
+        })
+    }
+
+    /// The inputs (the router's socket; a TCP forward input, and Fluent Bit's health
+    /// check input, in bridge and awsvpc modes only) and the output of the health check.
+    fn inputs(&self) -> (Vec<Section<'_>>, Vec<Output<'_>>) {
         let kind = self.kind;
-        let wild = kind.wildcard();
         let mut inputs: Vec<Section<'_>> = Vec::new();
         match kind {
             Kind::FluentBit => inputs.push(Section {
@@ -353,7 +496,7 @@ impl Plan {
             NetworkMode::Bridge => Some("0.0.0.0"),
             _ => None,
         };
-        let mut outputs: Vec<(String, String, BTreeMap<&str, String>)> = Vec::new();
+        let mut outputs: Vec<Output<'_>> = Vec::new();
         if let Some(bind) = bind {
             let (listen, port) = match kind {
                 Kind::FluentBit => ("Listen", "Port"),
@@ -383,6 +526,26 @@ impl Plan {
                 ));
             }
         }
+        (inputs, outputs)
+    }
+
+    /// Each routed container's grep filters (include, exclude: tag and pattern) and its
+    /// output, from its `logConfiguration` options; refused without the output key when
+    /// it has other options.
+    #[allow(clippy::type_complexity)]
+    fn routed_sections(
+        &self,
+    ) -> Result<
+        (
+            Vec<(String, String)>,
+            Vec<(String, String)>,
+            Vec<Output<'_>>,
+        ),
+        FirelensError,
+    > {
+        let kind = self.kind;
+        let wild = kind.wildcard();
+        let mut outputs = Vec::new();
         let mut include = Vec::new();
         let mut exclude = Vec::new();
         for r in &self.routed {
@@ -412,109 +575,7 @@ impl Plan {
                 }
             }
         }
-        let include_path = match &self.external {
-            None => None,
-            Some(External::File(p)) => Some(p.as_str()),
-            Some(External::S3(_)) => Some(kind.s3_target()),
-        };
-        let metadata = self.metadata.then(|| {
-            BTreeMap::from([
-                ("ecs_cluster", self.cluster.clone()),
-                ("ecs_task_arn", self.task_arn.clone()),
-                ("ecs_task_definition", self.task_definition.clone()),
-            ])
-        });
-        let mut s = String::new();
-        match kind {
-            Kind::FluentBit => {
-                for i in &inputs {
-                    let _ = write!(s, "\n[INPUT]\n    Name {}", i.name);
-                    if let Some(t) = i.tag {
-                        let _ = write!(s, "\n    Tag {t}");
-                    }
-                    for (k, v) in &i.options {
-                        let _ = write!(s, "\n    {k} {v}");
-                    }
-                    s.push('\n');
-                }
-                for (tag, re) in &include {
-                    let _ = write!(
-                        s,
-                        "\n[FILTER]\n    Name   grep\n    Match {tag}\n    Regex  log {re}\n"
-                    );
-                }
-                for (tag, re) in &exclude {
-                    let _ = write!(
-                        s,
-                        "\n[FILTER]\n    Name   grep\n    Match {tag}\n    Exclude log {re}\n"
-                    );
-                }
-                if let Some(fields) = &metadata {
-                    let _ = write!(s, "\n[FILTER]\n    Name record_modifier\n    Match {wild}");
-                    for (k, v) in fields {
-                        let _ = write!(s, "\n    Record {k} {v}");
-                    }
-                    s.push('\n');
-                }
-                if let Some(p) = include_path {
-                    let _ = write!(s, "\n@INCLUDE {p}\n");
-                }
-                for (name, tag, opts) in &outputs {
-                    let _ = write!(s, "\n[OUTPUT]\n    Name {name}\n    Match {tag}");
-                    for (k, v) in opts {
-                        let _ = write!(s, "\n    {k} {v}");
-                    }
-                    s.push('\n');
-                }
-            }
-            Kind::Fluentd => {
-                for i in &inputs {
-                    let _ = write!(s, "\n<source>\n    @type {}", i.name);
-                    if let Some(t) = i.tag {
-                        let _ = write!(s, "\n    tag {t}");
-                    }
-                    for (k, v) in &i.options {
-                        let _ = write!(s, "\n    {k} {v}");
-                    }
-                    s.push_str("\n</source>\n");
-                }
-                for (tag, re) in &include {
-                    let _ = write!(
-                        s,
-                        "\n<filter {tag}>\n    @type  grep\n    <regexp>\n        key log\n        \
-                         pattern {re}\n    </regexp>\n</filter>\n"
-                    );
-                }
-                for (tag, re) in &exclude {
-                    let _ = write!(
-                        s,
-                        "\n<filter {tag}>\n    @type  grep\n    <exclude>\n        key log\n        \
-                         pattern {re}\n    </exclude>\n</filter>\n"
-                    );
-                }
-                if let Some(fields) = &metadata {
-                    let _ = write!(
-                        s,
-                        "\n<filter {wild}>\n    @type record_transformer\n    <record>"
-                    );
-                    for (k, v) in fields {
-                        let _ = write!(s, "\n        {k} {v}");
-                    }
-                    s.push_str("\n    </record>\n</filter>\n");
-                }
-                if let Some(p) = include_path {
-                    let _ = write!(s, "\n@include {p}\n");
-                }
-                for (name, tag, opts) in &outputs {
-                    let _ = write!(s, "\n<match {tag}>\n    @type {name}");
-                    for (k, v) in opts {
-                        let _ = write!(s, "\n    {k} {v}");
-                    }
-                    s.push_str("\n</match>\n");
-                }
-            }
-        }
-        Ok(s)
+        Ok((include, exclude, outputs))
     }
 
     /// What the agent adds to the router's environment: a Fluentd router runs as root
