@@ -599,6 +599,26 @@ impl Etcd {
         })
     }
 
+    /// This client's own token, for a call it passes on as itself ([`Etcd::forward`]:
+    /// serve's port for boxes): `None` without an etcd user or while etcd's
+    /// authentication is off.
+    pub async fn own_token(&self) -> Result<Option<String>, EtcdError> {
+        match &self.auth {
+            None => Ok(None),
+            Some(a) => {
+                let first = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+                a.token(&self.endpoints, first).await
+            }
+        }
+    }
+
+    /// Forgets this client's token `stale` (etcd refused it): the next call authenticates.
+    pub async fn forget_own_token(&self, stale: Option<&str>) {
+        if let Some(a) = &self.auth {
+            a.forget(stale).await;
+        }
+    }
+
     fn malformed(&self, call: &'static str, why: impl Into<String>) -> EtcdError {
         EtcdError::Malformed {
             endpoint: self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]

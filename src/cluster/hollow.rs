@@ -1,7 +1,7 @@
 //! `minifargate agent --simulate N`: hollow boxes (docs/cluster.md "Scale"; kubemark's
 //! hollow nodes), the agent without the supervisor, for the scale bench and tests. Each
 //! is a client of the control plane of its own, as a real joined box is: its own key,
-//! certificate and etcd user (the real join, [`super::join::enroll`]), its bundle under
+//! certificate (the real join, [`super::join::enroll`]; no etcd user), its bundle under
 //! `<root>/hollow/<i>/`, and the agent's own steps through serve's port for boxes: the
 //! binding ([`super::agent::admitted`]), the registration and lease
 //! ([`super::agent::publish`], renewed by [`super::agent::Liveness`]), the assignments'
