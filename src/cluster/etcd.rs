@@ -954,6 +954,27 @@ impl Etcd {
             .await
             .map(drop)
     }
+
+    /// The keys attached to lease `id`, or `None` when it expired (or never was).
+    pub async fn lease_keys(&self, id: i64) -> Result<Option<Vec<String>>, EtcdError> {
+        const CALL: &str = "/v3/lease/timetolive";
+        let v = self
+            .call(CALL, json!({ "ID": id.to_string(), "keys": true }))
+            .await?;
+        if number(&v["TTL"]) <= 0 {
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        for k in v["keys"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let key = k
+                .as_str()
+                .and_then(|k| B64.decode(k).ok())
+                .and_then(|k| String::from_utf8(k).ok())
+                .ok_or_else(|| self.malformed(CALL, "a key that is not base64 UTF-8"))?;
+            keys.push(key);
+        }
+        Ok(Some(keys))
+    }
 }
 
 /// Whether a call may be sent again (to the next endpoint) after its request was sent.

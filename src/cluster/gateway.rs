@@ -146,8 +146,11 @@ impl Gateway {
             .map(|b| (b.view.clone(), b.at.elapsed() >= BOUND_AGAIN_AFTER))
     }
 
-    /// Of `ids`, the leases granted to box `name` through a serve's port for boxes.
-    async fn leases_of(&self, name: &str, ids: BTreeSet<i64>) -> Result<BTreeSet<i64>, Refusal> {
+    /// Of `ids`, the leases of box `v`: granted to it through a serve's port for boxes,
+    /// or (granted before ports recorded owners) holding only keys the box writes, then
+    /// recorded as its own.
+    async fn leases_of(&self, v: &BoxView, ids: BTreeSet<i64>) -> Result<BTreeSet<i64>, Refusal> {
+        let name = v.name.as_str();
         let mut owned = BTreeSet::new();
         for id in ids {
             let known = self
@@ -165,12 +168,33 @@ impl Gateway {
                 .get(&keys::box_lease(id))
                 .await
                 .map_err(store_error)?;
-            if owner.is_some_and(|kv| kv.value == name.as_bytes()) {
+            let mine = match owner {
+                Some(kv) => kv.value == name.as_bytes(),
+                None => self.adopt(v, id).await?,
+            };
+            if mine {
                 self.lease_is(id, name);
                 owned.insert(id);
             }
         }
         Ok(owned)
+    }
+
+    /// Whether lease `id`, with no owner recorded, is box `v`'s (every key on it one the
+    /// box writes): then recorded as its own.
+    async fn adopt(&self, v: &BoxView, id: i64) -> Result<bool, Refusal> {
+        let Some(on) = self.etcd.lease_keys(id).await.map_err(store_error)? else {
+            return Ok(false);
+        };
+        if !rights::holds_only_its_own(v, &on) {
+            return Ok(false);
+        }
+        self.etcd
+            .put(&keys::box_lease(id), v.name.as_bytes(), Some(id))
+            .await
+            .map_err(store_error)?;
+        tracing::info!(r#box = %v.name, lease = id, "a lease granted before this version: recorded as the box's (it holds only the box's keys)");
+        Ok(true)
     }
 
     fn lease_is(&self, id: i64, name: &str) {
@@ -184,24 +208,27 @@ impl Gateway {
     /// Whether box `name` may do every op of `ops`: checked with its cached bindings,
     /// and once more with them read again when those refuse (a binding just made).
     async fn check(&self, name: &str, ops: &[Op]) -> Result<(), Refusal> {
-        let leases = self.leases_of(name, rights::leases(ops)).await?;
-        let all = |mut v: BoxView| {
-            v.leases = leases.clone();
-            ops.iter().try_for_each(|op| rights::may(&v, op))
-        };
-        let again = match self.cached_bound(name) {
-            Some((view, again)) => match all(view) {
-                Ok(()) => return Ok(()),
-                Err(r) if !again => return Err(r),
-                Err(_) => true,
-            },
-            None => false,
-        };
-        let view = self.read_bound(name).await?;
-        if again {
-            tracing::debug!(r#box = %name, "a box's call refused by its cached bindings: read again");
+        let wanted = rights::leases(ops);
+        let cached = self.cached_bound(name);
+        if let Some((view, again)) = cached {
+            let r = self.check_with(view, &wanted, ops).await;
+            if r.is_ok() || !again {
+                return r;
+            }
+            tracing::debug!(r#box = %name, "a box's call refused by its kept bindings: read again");
         }
-        all(view)
+        let view = self.read_bound(name).await?;
+        self.check_with(view, &wanted, ops).await
+    }
+
+    async fn check_with(
+        &self,
+        mut view: BoxView,
+        wanted: &BTreeSet<i64>,
+        ops: &[Op],
+    ) -> Result<(), Refusal> {
+        view.leases = self.leases_of(&view, wanted.clone()).await?;
+        ops.iter().try_for_each(|op| rights::may(&view, op))
     }
 
     /// Lease grant `body` for box `name`: granted as serve, then its owner key (the box's

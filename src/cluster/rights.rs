@@ -463,6 +463,16 @@ pub fn parse(call: &str, body: &[u8]) -> Result<(Vec<Op>, Vec<u8>), Refusal> {
     Ok((ops, again))
 }
 
+/// Whether every key of `keys` (a lease's, none granted through the port: an older
+/// version's) is one box `v` writes, so the lease is the box's.
+pub fn holds_only_its_own(v: &BoxView, keys: &[String]) -> bool {
+    let w = writes(v);
+    !keys.is_empty()
+        && keys
+            .iter()
+            .all(|k| w.iter().any(|s| Span::exact(k).inside(s)))
+}
+
 /// The leases `ops` name (puts' and lease calls'), each once.
 pub fn leases(ops: &[Op]) -> BTreeSet<i64> {
     ops.iter()
@@ -666,6 +676,20 @@ mod tests {
         assert_eq!(may(&edge(), &Op::Lease(7)), Ok(()));
         assert!(refused(Op::Lease(8)).contains("keep-alive or revocation of lease 8"));
         assert_eq!(may(&edge(), &Op::Grant), Ok(()));
+    }
+
+    /// A lease granted before the port recorded owners (an older version's) is the box's
+    /// when every key on it is one the box writes.
+    #[test]
+    fn a_lease_of_before_is_the_box_s_when_it_holds_only_the_box_s_keys() {
+        let own = keys::alive("lab", ID);
+        assert!(holds_only_its_own(&edge(), std::slice::from_ref(&own)));
+        assert!(!holds_only_its_own(&edge(), &[]));
+        assert!(!holds_only_its_own(
+            &edge(),
+            &[own, keys::alive("lab", OTHER)]
+        ));
+        assert!(!holds_only_its_own(&edge(), &[keys::leader()]));
     }
 
     #[test]
