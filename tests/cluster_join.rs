@@ -414,7 +414,7 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
     // goes on passing its calls (the user is unused from then on).
     let old = "a-password-an-older-join-sent\n";
     let added = etcd
-        .etcdctl_with_bundle(&pki.join("admin"), "5s")
+        .etcdctl_with_bundle(&pki.join("admin"), "30s")
         .args([
             "user",
             "add",

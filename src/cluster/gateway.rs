@@ -170,7 +170,16 @@ impl Gateway {
                 .map_err(store_error)?;
             let mine = match owner {
                 Some(kv) => kv.value == name.as_bytes(),
-                None => self.adopt(v, id).await?,
+                None => match self.etcd.lease_keys(id).await.map_err(store_error)? {
+                    // Expired (its owner key went with it), or never granted: etcd says
+                    // so to the box (a keep-alive's TTL 0, a put's "lease not found"),
+                    // and the agent takes a new lease. Nothing of anyone's is touched.
+                    None => {
+                        owned.insert(id);
+                        continue;
+                    }
+                    Some(on) => self.adopt(v, id, &on).await?,
+                },
             };
             if mine {
                 self.lease_is(id, name);
@@ -180,13 +189,10 @@ impl Gateway {
         Ok(owned)
     }
 
-    /// Whether lease `id`, with no owner recorded, is box `v`'s (every key on it one the
-    /// box writes): then recorded as its own.
-    async fn adopt(&self, v: &BoxView, id: i64) -> Result<bool, Refusal> {
-        let Some(on) = self.etcd.lease_keys(id).await.map_err(store_error)? else {
-            return Ok(false);
-        };
-        if !rights::holds_only_its_own(v, &on) {
+    /// Whether live lease `id`, with no owner recorded and keys `on`, is box `v`'s (every
+    /// key on it one the box writes): then recorded as its own.
+    async fn adopt(&self, v: &BoxView, id: i64, on: &[String]) -> Result<bool, Refusal> {
+        if !rights::holds_only_its_own(v, on) {
             return Ok(false);
         }
         self.etcd
@@ -450,8 +456,10 @@ async fn as_box(
     body: &[u8],
 ) -> Result<Response, Refusal> {
     let (ops, body) = rights::parse(call, body)?;
-    g.check(name, &ops).await?;
+    // The puts' own rules first (their refusals name the rule: a status is serve's, an
+    // assignment the placer's), then every key and lease against the box.
     super::admission::vet(g.etcd, name, call, &body).await?;
+    g.check(name, &ops).await?;
     if call == "/v3/lease/grant" {
         return g.grant(name, body).await;
     }
