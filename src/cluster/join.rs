@@ -549,11 +549,12 @@ pub async fn remove_box(
             .await?;
         done.push(format!("certificate sha256:{sha} revoked"));
     }
-    super::users::remove_box(etcd, name).await?;
-    done.push(format!(
-        "etcd user and role {} removed",
-        pki::box_user(name)
-    ));
+    if super::users::remove_box(etcd, name).await? {
+        done.push(format!(
+            "etcd user and role {} removed",
+            pki::box_user(name)
+        ));
+    }
     if etcd.delete(&keys::joined_box(name)).await? {
         done.push("join record deleted".into());
     }

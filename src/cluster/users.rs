@@ -102,9 +102,11 @@ pub async fn user_exists(etcd: &Etcd, user: &str) -> Result<bool, EtcdError> {
 }
 
 /// Box `name`'s etcd user and role gone (`cluster remove-box`): its bundle's password
-/// opens nothing from then on. Either may be absent already.
-pub async fn remove_box(etcd: &Etcd, name: &str) -> Result<(), EtcdError> {
+/// opens nothing from then on. Either may be absent already (a box joined with a token
+/// has none); whether either was there.
+pub async fn remove_box(etcd: &Etcd, name: &str) -> Result<bool, EtcdError> {
     let r = pki::box_user(name);
+    let mut removed = false;
     for (call, body) in [
         ("/v3/auth/user/delete", json!({ "name": r })),
         ("/v3/auth/role/delete", json!({ "role": r })),
@@ -113,10 +115,11 @@ pub async fn remove_box(etcd: &Etcd, name: &str) -> Result<(), EtcdError> {
             Err(EtcdError::Refused { message, .. }) if message.contains("not found") => {}
             r => {
                 r?;
+                removed = true;
             }
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Box `name`'s user `u` with `password`, and its role with the box's ranges.
