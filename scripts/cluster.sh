@@ -18,6 +18,10 @@
 # before etcd_start): plain http as before (with CL_NETNS=1 the agents then need
 # --etcd-insecure-plaintext, which agent_start gives).
 #
+# CL_ETCD_MEMBERS=N (set before etcd_start; default 1): etcd of N members on loopback.
+# ETCD is the first member's URL (etcdctl, curl), ETCD_ALL every member's (serve's
+# --cluster), ETCD_PIDS their pids.
+#
 # CL_JOIN=1 (set before etcd_start; needs TLS): the token flow (docs/cluster.md, "Joining a
 # box with a token"): serve N also opens its port for boxes (--boxes-listen, on the
 # bridge's host address with CL_NETNS=1, else loopback), each box joins with a token of
@@ -152,15 +156,41 @@ etcd_start() {
     if [ "${CL_JOIN:-0}" = 1 ] && [ "$scheme" != https ]; then
         die "CL_JOIN=1 needs etcd with TLS (not CL_ETCD_PLAIN=1): a box joins a cluster made by cluster init"
     fi
+    members="${CL_ETCD_MEMBERS:-1}"
+    initial="mfcl=http://127.0.0.1:$peer"
+    ETCD_ALL="$ETCD"
+    m=1; p=$((peer + 1))
+    while [ "$m" -lt "$members" ]; do
+        c="$(free_port "$p")"; pp="$(free_port $((c + 1)))"; p=$((pp + 1))
+        eval "CL_EC$m=$c; CL_EP$m=$pp"
+        initial="$initial,mfcl$m=http://127.0.0.1:$pp"
+        ETCD_ALL="$ETCD_ALL,$scheme://127.0.0.1:$c"
+        m=$((m + 1))
+    done
     # shellcheck disable=SC2086
     etcd --name mfcl --data-dir "$W/etcd/data" $tls \
         --listen-client-urls "$listen" --advertise-client-urls "$ETCD" \
         --listen-peer-urls "http://127.0.0.1:$peer" \
         --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-        --initial-cluster "mfcl=http://127.0.0.1:$peer" \
+        --initial-cluster "$initial" \
         >"$W/etcd/etcd.log" 2>&1 </dev/null &
     ETCD_PID=$!
+    ETCD_PIDS="$ETCD_PID"
     echo "etcd $ETCD_PID" >>"$W/pids"
+    m=1
+    while [ "$m" -lt "$members" ]; do
+        eval "c=\$CL_EC$m; pp=\$CL_EP$m"
+        # shellcheck disable=SC2086
+        etcd --name "mfcl$m" --data-dir "$W/etcd/data$m" $tls \
+            --listen-client-urls "$scheme://127.0.0.1:$c" --advertise-client-urls "$scheme://127.0.0.1:$c" \
+            --listen-peer-urls "http://127.0.0.1:$pp" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+            --initial-cluster "$initial" \
+            >"$W/etcd/etcd$m.log" 2>&1 </dev/null &
+        ETCD_PIDS="$ETCD_PIDS $!"
+        echo "etcd $!" >>"$W/pids"
+        m=$((m + 1))
+    done
     i=0
     until cl_etcd_curl -m 1 "$ETCD/health" 2>/dev/null | grep -q '"health":"true"'; do
         i=$((i + 1))
@@ -214,7 +244,7 @@ serve_start() {
     mkdir -p "$W/serve$n"
     echo "${CL_BOX:-0}" >"$W/serve$n/box"
     # shellcheck disable=SC2046
-    if [ "${CL_PLAIN:-0}" = 1 ]; then set -- "$@"; else set -- --cluster "$ETCD" $(cl_etcd_flags) "$@"; fi
+    if [ "${CL_PLAIN:-0}" = 1 ]; then set -- "$@"; else set -- --cluster "${ETCD_ALL:-$ETCD}" $(cl_etcd_flags) "$@"; fi
     if [ "${CL_JOIN:-0}" = 1 ] && [ "${CL_PLAIN:-0}" != 1 ]; then
         # serve's port for boxes: where the boxes reach it (the bridge's host address).
         ba=127.0.0.1; [ "${CL_NETNS:-0}" = 1 ] && ba="$CL_GW"

@@ -387,12 +387,12 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
     let (status, body) = call(None, "/v3/kv/range", &tokens, Some("anything"));
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("client certificate is required"), "{body}");
-    // As itself, the box reads what etcd's RBAC gives its user, and no more: serve's own
-    // rights never lend themselves to it, whatever token the box sends.
+    // The box reads what serve's port lets a box read, and no more: serve's own rights
+    // never lend themselves to it, whatever token the box sends.
     for token in [None, Some("a-token-of-someone-else")] {
         let (status, body) = call(Some(&bundle), "/v3/kv/range", &tokens, token);
-        assert_ne!(status, 200, "the box read the join tokens: {body}");
-        assert!(body.contains("permission denied"), "{body}");
+        assert_eq!(status, 403, "the box read the join tokens: {body}");
+        assert!(body.contains("box edge-3 reads only"), "{body}");
     }
     let (status, body) = call(
         Some(&bundle),
@@ -401,30 +401,29 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
         None,
     );
     assert_eq!(status, 200, "{body}");
+    // A joined box has no etcd user: its join and its binding changed nothing of etcd's
+    // users and roles (issue 76).
+    let user = etcd.etcdctl(&["user", "get", "minifargate-box-edge-3"]);
+    assert!(
+        !user.status.success(),
+        "a joined box has an etcd user: {user:?}"
+    );
 
-    // A box joined by an older version kept its etcd user's password in its bundle (the
-    // one that join made): restarted, the agent removes it and says so, and serve sets the
-    // user's password to the one it derives and goes on acting for the box.
+    // A box joined by an older version has an etcd user, and kept its password in its
+    // bundle: restarted, the agent removes the password and says so, and serve's port
+    // goes on passing its calls (the user is unused from then on).
     let old = "a-password-an-older-join-sent\n";
-    let mut passwd = etcd
-        .etcdctl_with_bundle(&pki.join("admin"), "5s")
+    let added = etcd
+        .etcdctl_with_bundle(&pki.join("admin"), "30s")
         .args([
             "user",
-            "passwd",
-            "minifargate-box-edge-3",
+            "add",
+            "minifargate-box-edge-3:a-password",
             "--interactive=false",
         ])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    use std::io::Write as _;
-    passwd
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(old.as_bytes())
-        .unwrap();
-    assert!(passwd.wait().unwrap().success());
+    assert!(added.status.success(), "{added:?}");
     std::fs::write(bundle.join("etcd-password"), old).unwrap();
     // Restarted without the token: the bundle is enough.
     box3.signal("-TERM");
@@ -438,9 +437,15 @@ fn a_joined_box_reaches_the_store_only_through_serve_s_port_which_passes_only_it
         "{log}"
     );
 
-    // Removed: its certificate refused at the port (within the port's 5 s memory of it).
+    // Removed: its certificate refused at the port (every serve follows the removals),
+    // and the older version's etcd user deleted.
     let out = operator(&etcd, &["remove-box", "edge-3"]);
     assert!(out.status.success(), "{out:?}");
+    let user = etcd.etcdctl(&["user", "get", "minifargate-box-edge-3"]);
+    assert!(
+        !user.status.success(),
+        "the removed box's etcd user: {user:?}"
+    );
     let refused = common::util::wait_until(
         "the removed box's calls refused",
         Duration::from_secs(15),
@@ -573,7 +578,7 @@ fn a_stolen_box_s_certificate_is_refused_every_attack_and_the_cluster_keeps_plac
         "the honest box's registration",
         put(&format!("{c}/instances/{h}"), &registration(&h, "tunnel")),
         403,
-        "permission denied",
+        "box edge-x writes only",
     );
     for (key, says) in [
         (format!("{c}/status/{h}"), "status is serve's"),
@@ -650,6 +655,111 @@ fn a_stolen_box_s_certificate_is_refused_every_attack_and_the_cluster_keeps_plac
         );
         refused(last, call("/v3/kv/txn", &txn), 400, says);
     }
+    // Reads (issue 76: a joined box has no etcd user, serve decides what it reads): another
+    // box's prefix and instance, the join tokens and the cluster's secrets, the whole
+    // keyspace; a watch of it; a transaction whose compare reads another box's key; a
+    // range widened in etcd's other spelling of its fields.
+    let b64 = |s: &str| common::cli::b64(s.as_bytes());
+    let range =
+        |key: &str, end: &str| format!(r#"{{"key":"{}","range_end":"{}"}}"#, b64(key), b64(end));
+    for (what, body) in [
+        (
+            "the honest box's prefix",
+            range(
+                "/minifargate/v1/boxes/edge-h/",
+                "/minifargate/v1/boxes/edge-h0",
+            ),
+        ),
+        (
+            "the honest box's registration",
+            format!(r#"{{"key":"{}"}}"#, b64(&format!("{c}/instances/{h}"))),
+        ),
+        (
+            "the join tokens",
+            range(
+                "/minifargate/v1/join/tokens/",
+                "/minifargate/v1/join/tokens0",
+            ),
+        ),
+        (
+            "the agents' token",
+            format!(r#"{{"key":"{}"}}"#, b64("/minifargate/v1/token")),
+        ),
+        (
+            "the control plane's rows",
+            range("/minifargate/v1/db/rows/", "/minifargate/v1/db/rows0"),
+        ),
+        (
+            "the whole keyspace",
+            r#"{"key":"AA==","range_end":"AA=="}"#.to_string(),
+        ),
+    ] {
+        refused(
+            what,
+            call("/v3/kv/range", &body),
+            403,
+            "box edge-x reads only",
+        );
+    }
+    refused(
+        "a watch of the whole keyspace",
+        call(
+            "/v3/watch",
+            r#"{"create_request":{"key":"AA==","range_end":"AA=="}}"#,
+        ),
+        403,
+        "a watch of every key",
+    );
+    let compare = format!(
+        r#"{{"compare":[{{"key":"{}","target":"VALUE","value":"{}","result":"EQUAL"}}],"success":[{{"request_range":{{"key":"{}"}}}}]}}"#,
+        b64("/minifargate/v1/join/tokens/x"),
+        b64("guess"),
+        b64(&format!("{c}/instances/{x}"))
+    );
+    refused(
+        "a compare of another key",
+        call("/v3/kv/txn", &compare),
+        403,
+        "a transaction's compare of",
+    );
+    refused(
+        "rangeEnd",
+        call(
+            "/v3/kv/range",
+            &format!(
+                r#"{{"key":"{}","rangeEnd":"AA=="}}"#,
+                b64("/minifargate/v1/boxes/edge-x/")
+            ),
+        ),
+        400,
+        "rangeEnd",
+    );
+    // Leases: the honest box's (its liveness key's), kept alive, revoked or attached.
+    let listed = etcd.etcdctl(&["get", &format!("{c}/alive/{h}"), "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let lease = v["kvs"][0]["lease"]
+        .as_i64()
+        .expect("the honest box's lease");
+    for path in ["/v3/lease/keepalive", "/v3/lease/revoke"] {
+        refused(
+            path,
+            call(path, &format!(r#"{{"ID":"{lease}"}}"#)),
+            403,
+            "not a lease granted to box edge-x",
+        );
+    }
+    let attached = format!(
+        r#"{{"key":"{}","value":"{}","lease":"{lease}"}}"#,
+        b64(&format!("{c}/alive/{x}")),
+        b64("host")
+    );
+    refused(
+        "a put on the honest box's lease",
+        call("/v3/kv/put", &attached),
+        403,
+        "put attached to lease",
+    );
+
     // The tunnels: a relay to the honest box, a tunnel for its instance.
     let (status, body) = crate::cluster_tunnel::upgrade_as(
         &server,
@@ -692,6 +802,10 @@ fn a_stolen_box_s_certificate_is_refused_every_attack_and_the_cluster_keeps_plac
     assert_eq!(describe_task(&api, &first)["lastStatus"], "RUNNING");
     assert_eq!(common::cluster::instance(&api, &xarn)["status"], "DRAINING");
     place("another task RUNNING on the honest box after the attacks");
+    assert_eq!(
+        common::cluster::instance(&api, &harn)["agentConnected"],
+        true
+    );
     for mut b in boxes {
         b.signal("-TERM");
     }

@@ -205,7 +205,7 @@ fn a_box_behind_a_firewall_is_reached_through_the_tunnel_it_dialed() {
     });
     let instance = b.id();
     // It registered no address it cannot be reached at; serve holds its tunnel, in a key
-    // the box's own etcd user cannot read.
+    // the box cannot read (it has no etcd user: its certificate alone reads nothing).
     let reg = etcd.etcdctl(&[
         "get",
         &format!("/minifargate/v1/clusters/default/instances/{instance}"),

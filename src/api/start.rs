@@ -330,9 +330,8 @@ async fn boxes_port(
         true => format!("https://[{host}]:{}", at.port()),
         false => format!("https://{host}:{}", at.port()),
     };
-    let passwords = crate::cluster::join::PasswordKey::of(&layout)?;
     let app = crate::cluster::join::router(etcd, layout)?
-        .merge(crate::cluster::gateway::router(etcd, passwords))
+        .merge(crate::cluster::gateway::router(etcd))
         .merge(crate::cluster::tunnel::router(etcd, url));
     tokio::spawn(super::server::run(
         l,

@@ -139,7 +139,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "URL", conflicts_with_all = ["etcd_certs", "etcd_cacert", "etcd_cert", "etcd_key"])]
     pub server: Option<String>,
     /// A join token (`minifargate cluster token create`): with --server, this box makes
-    /// its key, gets its certificate and etcd user's name, and keeps them in <root>/agent/bundle
+    /// its key, gets its certificate, and keeps them in <root>/agent/bundle
     /// (root-only); later starts use that bundle and need no token.
     #[arg(
         long,
@@ -149,13 +149,13 @@ pub struct AgentArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-    /// This box's name in the cluster when it joins (its certificate's and etcd user's):
+    /// This box's name in the cluster when it joins (its certificate's):
     /// default the host name.
     #[arg(long, value_name = "NAME", requires = "server")]
     pub name: Option<String>,
     /// Benchmarks and tests (docs/cluster.md "Scale"): run N hollow boxes in this process
     /// instead of this box, each a client of the control plane with its own key,
-    /// certificate and etcd user (joined with --token, which needs N uses: `cluster token
+    /// certificate (joined with --token, which needs N uses: `cluster token
     /// create --uses N`, or 0), its own lease and registration, named `NAME-hollow-<i>`
     /// (--name, default the host name), kept in <root>/hollow/<i>/. A hollow box runs no
     /// container: it reports each task placed on it PENDING then RUNNING, and STOPPED when
@@ -241,10 +241,9 @@ fn joined(root: &std::path::Path, a: &mut AgentArgs) -> anyhow::Result<Option<St
         }
         let answer = rt.block_on(join::enroll(&server, &token, &name, &addresses, &dir))?;
         eprintln!(
-            "minifargate agent: joined the cluster as box {} (etcd user {}, authenticated by \
-             serve for it: the box holds no etcd password); certificate and key in {}",
+            "minifargate agent: joined the cluster as box {} (no etcd credentials: serve's port \
+             for boxes checks and passes on its calls); certificate and key in {}",
             answer.name,
-            answer.etcd_user,
             dir.display()
         );
     }
@@ -461,7 +460,7 @@ pub fn agent(g: &GlobalOpts, mut a: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let token_cluster = joined(&g.root, &mut a)?;
     // A joined box's store calls go to serve's port for boxes (crate::cluster::gateway),
-    // which authenticates as the box's etcd user for it: it needs no route to etcd.
+    // which checks each call and passes it on as serve: it needs no route to etcd.
     let endpoints = match (a.cluster.clone(), a.server.clone()) {
         (Some(etcd), _) => etcd,
         (None, Some(server)) => server,

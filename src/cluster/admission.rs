@@ -1,6 +1,6 @@
 //! What a joined box may write, checked at serve's port for boxes before etcd sees it
 //! (docs/cluster.md "Boxes over one port"; Kubernetes' NodeRestriction admission does the
-//! same for a kubelet). etcd's RBAC already keeps a box to its own keys; this checks what
+//! same for a kubelet). [`super::rights`] keeps a box to its own keys; this checks what
 //! it writes there, with the rules the readers apply to what they read (each written once,
 //! beside its reader: [`instances::registration`], [`instances::custom_attribute`],
 //! [`reports::report`], [`subnets::port_refusal`]), so a refused value is never written
@@ -16,9 +16,9 @@
 //! range, inside the cluster's task range when serve has it, held for an instance bound
 //! to the box); nothing else. A status, an assignment,
 //! the leader's word that it bound an instance, another box's prefix and every key of the
-//! control plane are refused whoever's RBAC would allow them. Only puts are read: reads,
-//! deletes, leases and watches pass as they are (the heartbeat's keep-alive costs no
-//! decoding); a report or a subnet claim costs one or two reads of etcd.
+//! control plane are refused. Only puts are read here (reads, deletes, leases and
+//! watches are [`super::rights`]'); a report or a subnet claim costs one or two reads of
+//! etcd.
 
 use super::etcd::{Etcd, EtcdError};
 use super::join::Refusal;
@@ -113,7 +113,7 @@ pub fn puts(call: &str, body: &[u8]) -> Result<Vec<Put>, Refusal> {
 /// names is bound to the box (and, for a report, that the task is assigned to it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owned {
-    /// Nothing: etcd's RBAC keeps the key to the box's own instances.
+    /// Nothing: [`super::rights`] keeps the key to the box's own instances.
     Nothing,
     /// A report of task `task` of cluster `cluster` for instance `instance`.
     Report {

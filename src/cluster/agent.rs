@@ -592,9 +592,9 @@ fn dialer(
     }))
 }
 
-/// Claims instance `id` for box `name` (its etcd user's) and waits until serve's leader
-/// bound it to the box: only then may the box's etcd user write the instance's keys
-/// (docs/cluster.md "Security").
+/// Claims instance `id` for box `name` and waits until serve's leader bound it to the
+/// box: only then may the box write the instance's keys (its etcd role, or serve's port
+/// for a joined box: docs/cluster.md "Security").
 async fn bound(etcd: &Etcd, name: &str, cluster: &str, id: &str) -> Result<(), EtcdError> {
     let done = keys::box_bound(name, cluster, id);
     if etcd.get(&done).await?.is_some() {
@@ -609,7 +609,7 @@ async fn bound(etcd: &Etcd, name: &str, cluster: &str, id: &str) -> Result<(), E
         }
         if !std::mem::replace(&mut said, true) {
             tracing::info!(instance = %id, r#box = %name,
-                "waiting for serve's leader to bind this instance to this box (it grants the box's etcd user the instance's keys)");
+                "waiting for serve's leader to bind this instance to this box (then the box may write the instance's keys)");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -599,6 +599,26 @@ impl Etcd {
         })
     }
 
+    /// This client's own token, for a call it passes on as itself ([`Etcd::forward`]:
+    /// serve's port for boxes): `None` without an etcd user or while etcd's
+    /// authentication is off.
+    pub async fn own_token(&self) -> Result<Option<String>, EtcdError> {
+        match &self.auth {
+            None => Ok(None),
+            Some(a) => {
+                let first = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+                a.token(&self.endpoints, first).await
+            }
+        }
+    }
+
+    /// Forgets this client's token `stale` (etcd refused it): the next call authenticates.
+    pub async fn forget_own_token(&self, stale: Option<&str>) {
+        if let Some(a) = &self.auth {
+            a.forget(stale).await;
+        }
+    }
+
     fn malformed(&self, call: &'static str, why: impl Into<String>) -> EtcdError {
         EtcdError::Malformed {
             endpoint: self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
@@ -933,6 +953,27 @@ impl Etcd {
         self.call("/v3/lease/revoke", json!({ "ID": id.to_string() }))
             .await
             .map(drop)
+    }
+
+    /// The keys attached to lease `id`, or `None` when it expired (or never was).
+    pub async fn lease_keys(&self, id: i64) -> Result<Option<Vec<String>>, EtcdError> {
+        const CALL: &str = "/v3/lease/timetolive";
+        let v = self
+            .call(CALL, json!({ "ID": id.to_string(), "keys": true }))
+            .await?;
+        if number(&v["TTL"]) <= 0 {
+            return Ok(None);
+        }
+        let mut keys = Vec::new();
+        for k in v["keys"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let key = k
+                .as_str()
+                .and_then(|k| B64.decode(k).ok())
+                .and_then(|k| String::from_utf8(k).ok())
+                .ok_or_else(|| self.malformed(CALL, "a key that is not base64 UTF-8"))?;
+            keys.push(key);
+        }
+        Ok(Some(keys))
     }
 }
 

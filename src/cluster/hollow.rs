@@ -1,7 +1,7 @@
 //! `minifargate agent --simulate N`: hollow boxes (docs/cluster.md "Scale"; kubemark's
 //! hollow nodes), the agent without the supervisor, for the scale bench and tests. Each
 //! is a client of the control plane of its own, as a real joined box is: its own key,
-//! certificate and etcd user (the real join, [`super::join::enroll`]), its bundle under
+//! certificate (the real join, [`super::join::enroll`]; no etcd user), its bundle under
 //! `<root>/hollow/<i>/`, and the agent's own steps through serve's port for boxes: the
 //! binding ([`super::agent::admitted`]), the registration and lease
 //! ([`super::agent::publish`], renewed by [`super::agent::Liveness`]), the assignments'
@@ -55,8 +55,9 @@ pub struct Options {
     pub lifetime: Option<Duration>,
 }
 
-/// How many boxes join at once: each join and each box's first call cost a bcrypt at
-/// etcd, so more at once only queue there.
+/// How many boxes join at once (a join is a certificate signed and two etcd
+/// transactions; kept at what it was when each join also cost etcd bcrypts, so the
+/// bench's figures compare).
 const JOINS_AT_ONCE: usize = 8;
 
 /// How often a hollow box moves its tasks on (PENDING to RUNNING, a lifetime's end).

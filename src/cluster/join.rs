@@ -13,19 +13,20 @@
 //!    public key, its endpoint's addresses and its key's signature over all of them (what a
 //!    CSR's self-signature proves: the sender holds the key);
 //! 3. gets its certificate (role `urn:minifargate:box:NAME`, as `cluster add-box` issues)
-//!    and the name of its etcd user, and keeps them with its key in `<root>/agent/bundle/`
-//!    (0700, files 0600), written whole or not at all. No etcd password: the box holds no
-//!    etcd credentials; serve's port for boxes authenticates as its user for it
-//!    ([`PasswordKey`], [`super::gateway`]).
+//!    and keeps it with its key in `<root>/agent/bundle/` (0700, files 0600), written whole
+//!    or not at all. The box holds no etcd credentials and has no etcd user: serve's port
+//!    for boxes passes its calls on as serve, once it checked them ([`super::gateway`],
+//!    [`super::rights`]).
 //!
 //! serve ([`admit`]) checks the token (the secret's hash, the expiry, the joins left) and
 //! takes one of its uses in the same etcd transaction that records the box's name, so a
 //! token of one use joins one box and no two boxes get one name; then it issues the
-//! certificate with the CA's key it holds (`serve --cluster-dir`) and creates the box's
-//! etcd user and role as `cluster add-box --cluster` does, with a password derived from
-//! the CA's key that never leaves the control plane. `cluster remove-box` takes the user
-//! and role away and records the certificate's hash as revoked: serve's port for boxes
-//! refuses it ([`whoami`]) and has no user left to authenticate as for it.
+//! certificate with the CA's key it holds (`serve --cluster-dir`). Nothing of etcd's
+//! users and roles changes (each change would make every etcd client's token old: issue
+//! 76). `cluster remove-box` records the certificate's hash as revoked (every serve's port
+//! for boxes follows those and refuses it at once, [`whoami`]), deletes the join record,
+//! and deletes the box's etcd user and role if it has them (a box of a `cluster add-box`
+//! bundle, or one joined by an older version).
 
 use super::etcd::{Compare, Etcd, EtcdError, Op};
 use super::keys;
@@ -146,45 +147,11 @@ pub struct JoinAnswer {
     pub certificate: String,
     /// The cluster's CA (PEM).
     pub ca: String,
-    /// The box's etcd user: serve's port for boxes acts as it for the box, which holds
-    /// no password.
+    /// The name of the box's etcd user, which a joined box no longer has (serve's port
+    /// for boxes passes its calls on as serve): the agent takes a name of this form as
+    /// "a box of the control plane's", which leaves its status to serve.
     pub etcd_user: String,
     pub cluster: Option<String>,
-}
-
-/// The key serve derives a joined box's etcd password with: HMAC-SHA256 keyed by a hash
-/// of the cluster CA's private key (`ca.key` of `--cluster-dir`), over the box's name.
-/// Every serve that holds the CA's key (each needs it to admit joins) derives the same
-/// password, so none is stored, copied or sent: the box never has it, and no etcd key
-/// holds it (docs/cluster.md "Boxes over one port").
-#[derive(Clone)]
-pub struct PasswordKey(ring::hmac::Key);
-
-impl std::fmt::Debug for PasswordKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PasswordKey(..)")
-    }
-}
-
-impl PasswordKey {
-    /// The key of the CA in `layout`.
-    pub fn of(layout: &Layout) -> Result<PasswordKey, pki::PkiError> {
-        let path = layout.ca_key();
-        let pem = std::fs::read(&path).map_err(|source| pki::PkiError::Read { path, source })?;
-        Ok(PasswordKey::from_secret(&pem))
-    }
-
-    fn from_secret(secret: &[u8]) -> PasswordKey {
-        let mut h = sha2::Sha256::new();
-        h.update(b"minifargate joined boxes' etcd passwords v1\n");
-        h.update(secret);
-        PasswordKey(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &h.finalize()))
-    }
-
-    /// Box `name`'s etcd password (64 hex).
-    pub fn password(&self, name: &str) -> String {
-        hex::encode(ring::hmac::sign(&self.0, name.as_bytes()).as_ref())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -442,46 +409,9 @@ async fn take_use(
     .map_err(store_error)
 }
 
-/// Undoes [`take_use`] (the box's user could not be made): box name `box_key` free again
-/// and one use given back to token `token_key` as it is now (other joins may have taken
-/// uses meanwhile), or, when this join took its last use (`taken` had one left), the
-/// token put back with that one use.
-async fn give_back(etcd: &Etcd, token_key: &str, box_key: &str, taken: &TokenRecord) {
-    for _ in 0..TAKE_ATTEMPTS {
-        let (compare, back) = match etcd.get(token_key).await {
-            Ok(Some(kv)) => match serde_json::from_slice::<TokenRecord>(&kv.value) {
-                Ok(mut now) => {
-                    now.uses_left = now.uses_left.map(|n| n + 1);
-                    (
-                        Compare::ModRevision(token_key.to_string(), kv.mod_revision),
-                        now,
-                    )
-                }
-                Err(_) => break,
-            },
-            Ok(None) if taken.uses_left == Some(1) => {
-                (Compare::Absent(token_key.to_string()), taken.clone())
-            }
-            Ok(None) => break,
-            Err(_) => return,
-        };
-        let ops = [
-            Op::Delete(box_key.to_string()),
-            Op::Put(
-                token_key.to_string(),
-                serde_json::to_vec(&back).unwrap_or_default(),
-            ),
-        ];
-        if etcd.txn(&[compare], &ops).await.unwrap_or(true) {
-            return;
-        }
-    }
-    let _ = etcd.delete(box_key).await;
-}
-
 /// serve's side of a join: checks the request and the token, takes one of the token's
-/// uses and the box's name in one transaction, issues the box's certificate with the CA
-/// in `layout` and creates its etcd user and role.
+/// uses and the box's name in one transaction and issues the box's certificate with the
+/// CA in `layout`. No etcd user or role: nothing of etcd's auth store changes (issue 76).
 pub async fn admit(etcd: &Etcd, layout: &Layout, r: &JoinRequest) -> Result<JoinAnswer, Refusal> {
     let point = check_request(r)?;
     let (record, revision) = check_token(etcd, &r.token_id, &r.secret, now()).await?;
@@ -505,9 +435,6 @@ pub async fn admit(etcd: &Etcd, layout: &Layout, r: &JoinRequest) -> Result<Join
     let (_, ca_pem) = pki::layout_ca(layout).map_err(|e| refuse(500, e.to_string()))?;
     let certificate = pki::issue_for_key(layout, &r.name, &point, &r.addresses)
         .map_err(|e| refuse(400, crate::errors::error_chain(&e)))?;
-    let password = PasswordKey::of(layout)
-        .map_err(|e| refuse(500, e.to_string()))?
-        .password(&r.name);
     let der = {
         use rustls_pki_types::pem::PemObject;
         rustls_pki_types::CertificateDer::from_pem_slice(certificate.as_bytes())
@@ -547,17 +474,6 @@ pub async fn admit(etcd: &Etcd, layout: &Layout, r: &JoinRequest) -> Result<Join
         (record, revision) = check_token(etcd, &r.token_id, &r.secret, now()).await?;
     }
     let user = pki::box_user(&r.name);
-    if let Err(e) = super::users::add_box_user(etcd, &r.name, &user, &password).await {
-        // Undone: the name free again and the token's use given back.
-        give_back(etcd, &token_key, &box_key, &record).await;
-        return Err(refuse(
-            503,
-            format!(
-                "failed to create the box's etcd user: {}",
-                crate::errors::error_chain(&e)
-            ),
-        ));
-    }
     tracing::info!(
         name = %r.name,
         token = %r.token_id,
@@ -633,11 +549,12 @@ pub async fn remove_box(
             .await?;
         done.push(format!("certificate sha256:{sha} revoked"));
     }
-    super::users::remove_box(etcd, name).await?;
-    done.push(format!(
-        "etcd user and role {} removed",
-        pki::box_user(name)
-    ));
+    if super::users::remove_box(etcd, name).await? {
+        done.push(format!(
+            "etcd user and role {} removed",
+            pki::box_user(name)
+        ));
+    }
     if etcd.delete(&keys::joined_box(name)).await? {
         done.push("join record deleted".into());
     }
@@ -1065,26 +982,6 @@ mod tests {
         let (cp, _) = pki::control_plane_identity(&layout, &["cp.lab".into()]).unwrap();
         let cp = rustls_pki_types::CertificateDer::from_pem_slice(cp.as_bytes()).unwrap();
         assert!(pki::uri_names(&cp).is_empty());
-    }
-
-    #[test]
-    fn a_box_s_password_is_derived_from_the_ca_s_key_and_its_name_alone() {
-        let key = PasswordKey::from_secret(b"the CA's key");
-        let p = key.password("edge-1");
-        assert_eq!(p.len(), 64);
-        assert!(lower_hex(&p, 64), "{p}");
-        // Every serve holding the same CA derives the same password; another box's, or
-        // another CA's, is another.
-        assert_eq!(
-            PasswordKey::from_secret(b"the CA's key").password("edge-1"),
-            p
-        );
-        assert_ne!(key.password("edge-2"), p);
-        assert_ne!(
-            PasswordKey::from_secret(b"another CA's key").password("edge-1"),
-            p
-        );
-        assert_eq!(format!("{key:?}"), "PasswordKey(..)");
     }
 
     #[test]

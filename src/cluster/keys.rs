@@ -24,6 +24,7 @@
 //! /minifargate/v1/join/tokens/<id>                            a join token: its secret's SHA-256, cluster, expiry, uses left (JSON; `cluster token create`)
 //! /minifargate/v1/join/boxes/<name>                           box <name> joined with a token: when, the token, its certificate's SHA-256 (JSON, written by serve)
 //! /minifargate/v1/join/revoked/<sha256>                       a removed box's certificate (`cluster remove-box`)
+//! /minifargate/v1/join/leases/<lease>                         the joined box a lease was granted to through serve's port (attached to that lease)
 //! ```
 //!
 //! Who writes what is split so that no two writers race on one key: the agent owns its
@@ -156,6 +157,18 @@ pub fn box_claim(name: &str, c: &str, id: &str) -> String {
 /// write the instance's keys (written by serve, after the grant).
 pub fn box_bound(name: &str, c: &str, id: &str) -> String {
     format!("{}bound/{c}/{id}", box_prefix(name))
+}
+
+/// The prefix of the leader's words that it bound instances to box `name`.
+pub fn box_bound_all(name: &str) -> String {
+    format!("{}bound/", box_prefix(name))
+}
+
+/// A bound key's (cluster, instance) under box `name`'s prefix; `None` for another key.
+pub fn parse_box_bound<'a>(name: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = key.strip_prefix(&box_bound_all(name))?;
+    let (c, id) = rest.split_once('/')?;
+    (!id.contains('/') && !id.is_empty() && !c.is_empty()).then_some((c, id))
 }
 
 /// A claim's (box, cluster, instance) from its key; `None` for another key.
@@ -388,6 +401,12 @@ pub fn revoked_certificate(sha256: &str) -> String {
     format!("{}{sha256}", revoked_certificates())
 }
 
+/// The joined box lease `id` was granted to through serve's port for boxes (its name,
+/// attached to that lease: it goes with the lease). Only the control plane reads it.
+pub fn box_lease(id: i64) -> String {
+    format!("{ROOT}/join/leases/{id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +442,11 @@ mod tests {
             Some(("b1", "lab", "ab12"))
         );
         assert_eq!(parse_box_claim(&box_bound("b1", "lab", "ab12")), None);
+        assert_eq!(
+            parse_box_bound("b1", &box_bound("b1", "lab", "ab12")),
+            Some(("lab", "ab12"))
+        );
+        assert_eq!(parse_box_bound("b2", &box_bound("b1", "lab", "ab12")), None);
         assert_eq!(
             parse_box_report(&box_report("b1", "lab", "t1")),
             Some(("b1", "lab", "t1"))

@@ -13,6 +13,8 @@
 //! - [`pki`]: the cluster's CA and certificates (`cluster init`, `cluster add-box`).
 //! - [`users`]: etcd's users and roles (`cluster enable-auth`).
 //! - [`join`]: join tokens, a box's join and its removal (`cluster token`, `agent --server`).
+//! - [`gateway`], [`rights`], [`admission`]: serve's port for a joined box's store calls,
+//!   what the box may read and write, and what its puts may hold.
 //! - [`reports`]: the leader folds the boxes' task reports into the task records.
 //! - [`agent`]: `minifargate agent`, the box's registration and liveness lease.
 //! - [`hollow`]: `agent --simulate N`, hollow boxes for the scale bench and tests.
@@ -48,6 +50,7 @@ pub mod registries;
 pub mod remote;
 pub mod replica;
 pub mod reports;
+pub mod rights;
 pub mod signing;
 pub mod subnets;
 pub mod task_api;

@@ -102,9 +102,11 @@ pub async fn user_exists(etcd: &Etcd, user: &str) -> Result<bool, EtcdError> {
 }
 
 /// Box `name`'s etcd user and role gone (`cluster remove-box`): its bundle's password
-/// opens nothing from then on. Either may be absent already.
-pub async fn remove_box(etcd: &Etcd, name: &str) -> Result<(), EtcdError> {
+/// opens nothing from then on. Either may be absent already (a box joined with a token
+/// has none); whether either was there.
+pub async fn remove_box(etcd: &Etcd, name: &str) -> Result<bool, EtcdError> {
     let r = pki::box_user(name);
+    let mut removed = false;
     for (call, body) in [
         ("/v3/auth/user/delete", json!({ "name": r })),
         ("/v3/auth/role/delete", json!({ "role": r })),
@@ -113,10 +115,11 @@ pub async fn remove_box(etcd: &Etcd, name: &str) -> Result<(), EtcdError> {
             Err(EtcdError::Refused { message, .. }) if message.contains("not found") => {}
             r => {
                 r?;
+                removed = true;
             }
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Box `name`'s user `u` with `password`, and its role with the box's ranges.
@@ -191,9 +194,10 @@ fn claimable(cluster: &str, id: &str) -> bool {
 
 /// Settles claim `key` (another key under the boxes' prefix is ignored): an instance no
 /// box holds yet is bound to the box that claims it (`bindings/<id>`, created only if
-/// absent), its status created ACTIVE unless it has one, its role granted the instance's
-/// keys ([`keys::instance_keys`]: its status to read only), then `boxes/NAME/bound/...`
-/// written for the agent. A claim of an instance bound to another
+/// absent), its status created ACTIVE unless it has one, a bundle box's role granted the
+/// instance's keys ([`keys::instance_keys`]: its status to read only; a joined box has no
+/// role, serve's port for boxes reads the binding), then `boxes/NAME/bound/...` written
+/// for the agent. A claim of an instance bound to another
 /// box is refused (said once). `done` holds the claims settled by this leader (each
 /// granted once a term).
 pub async fn bind_claim(
@@ -235,6 +239,22 @@ pub async fn bind_claim(
         super::instances::Status::Active.as_str().as_bytes(),
     )
     .await?;
+    // A box that joined with a token has no etcd user (its calls pass serve's port for
+    // boxes, which reads its bindings: super::rights): nothing of etcd's auth store
+    // changes, so no client's token is made old (issue 76). A box of a `cluster add-box`
+    // bundle, with its own etcd connection, is granted the instance's keys.
+    let joined = etcd.get(&keys::joined_box(name)).await?.is_some();
+    if !joined {
+        grant_instance(etcd, name, c, id).await?;
+    }
+    etcd.put(&keys::box_bound(name, c, id), b"", None).await?;
+    tracing::info!(instance = %id, cluster = %c, r#box = %name, joined, "instance bound to its box");
+    done.insert(key.to_string());
+    Ok(())
+}
+
+/// Box `name`'s etcd role granted instance `id`'s keys ([`keys::instance_keys`]).
+async fn grant_instance(etcd: &Etcd, name: &str, c: &str, id: &str) -> Result<(), EtcdError> {
     let role = pki::box_user(name);
     for (k, exact, grant) in keys::instance_keys(c, id) {
         // Granting a range again replaces its permission: a role an older version let
@@ -248,11 +268,7 @@ pub async fn bind_claim(
     }
     // The load balancers its data plane runs: a role an older version made reads them
     // from the next binding on.
-    etcd.grant_prefix(&role, &keys::elb(), false).await?;
-    etcd.put(&keys::box_bound(name, c, id), b"", None).await?;
-    tracing::info!(instance = %id, cluster = %c, etcd_user = %role, "instance bound to its box");
-    done.insert(key.to_string());
-    Ok(())
+    etcd.grant_prefix(&role, &keys::elb(), false).await
 }
 
 /// `cluster enable-auth`: the users of `layout`'s bundles (root, serve, every box), then
