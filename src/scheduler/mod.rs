@@ -6,13 +6,15 @@
 //! (`reconcile_service`) reads it, has the pure functions of `reconcile/` decide (load
 //! balancing, then the [`Plan`] of [`reconcile`], then after it is carried out the
 //! deployments' [`Progress`]) and carries out what they say: tasks are started with
-//! RunTask's own path (`ecs::tasks::run_task`) and stopped through their supervisors.
+//! RunTask's own path (`ecs::tasks::run_task`) and stopped through their supervisors; the
+//! pass's store writes (events, deployments, a trip and its rollback) commit together, in
+//! one transaction at its end ([`commit`]).
 
 mod reconcile;
 
 use crate::cloudwatch::CloudWatch;
 use crate::ecs::fleet::TaskTarget;
-use crate::ecs::services::{Spec, add_event, unhealthy};
+use crate::ecs::services::{Spec, record_event, unhealthy};
 use crate::ecs::tags::resource_of;
 use crate::ecs::tasks::{Local, RunTaskRequest, run_task_with};
 use crate::ecs::{Ecs, now_ms};
@@ -318,16 +320,30 @@ fn task_list(ids: &[String]) -> String {
         .join(" ")
 }
 
-/// Writes the service event "(service NAME) `what`".
-fn say(store: &mut Store, s: &ServiceRow, what: impl std::fmt::Display) {
-    let name = &s.name;
-    add_event(store, &s.cluster, name, format!("(service {name}) {what}"));
+/// The store writes of one service's pass, held while the pass acts (launches, stops,
+/// target groups, listener rules) and committed together at its end, with the
+/// deployments' [`Progress`], in one transaction ([`commit`]).
+#[derive(Default)]
+struct Writes {
+    /// Service events, in the order the pass met them.
+    events: Vec<String>,
+    /// The deleted service has no task left: it and its deployments go INACTIVE.
+    retire: bool,
+    /// Of the UNHEALTHY tasks stopped, those the events say were replaced (given back to
+    /// [`Memory::unhealthy`] when the events are not written).
+    replaced: usize,
+}
+
+impl Writes {
+    /// The service event "(service NAME) `what`".
+    fn say(&mut self, s: &ServiceRow, what: impl std::fmt::Display) {
+        self.events.push(format!("(service {}) {what}", s.name));
+    }
 }
 
 /// The service event ECS writes after it stopped tasks of service `s`.
-fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
-    say(
-        store,
+fn stopped_event(w: &mut Writes, s: &ServiceRow, stopped: &[String]) {
+    w.say(
         s,
         format!(
             "has stopped {} running tasks: {}.",
@@ -337,9 +353,9 @@ fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
     );
 }
 
-/// Writes the load-balancing events of this pass, and keeps the tasks now draining out of
-/// `stopped` (their "has stopped" event comes when they stop, after the delay).
-fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &mut Vec<String>) {
+/// The load-balancing events of this pass; keeps the tasks now draining out of `stopped`
+/// (their "has stopped" event comes when they stop, after the delay).
+fn flush_lb_events(w: &mut Writes, s: &ServiceRow, m: &mut Memory, stopped: &mut Vec<String>) {
     let mut groups: Vec<(String, usize)> = Vec::new();
     for g in m.lb.deregistered.drain(..) {
         match groups.iter_mut().find(|(x, _)| *x == g) {
@@ -357,7 +373,7 @@ fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &
     }
     events.append(&mut m.lb.events);
     for e in events {
-        say(store, s, e);
+        w.say(s, e);
     }
     stopped.retain(|id| !m.lb.draining.contains_key(id));
 }
@@ -815,7 +831,7 @@ fn carry_stops(
 /// launch that fails counts as a failure of the deployment.
 fn carry_launch(
     g: &Ecs,
-    store: &mut Store,
+    (store, w): (&Store, &mut Writes),
     s: &ServiceRow,
     (primary, plan): (&DeploymentRow, &Plan),
     m: &mut Memory,
@@ -842,7 +858,7 @@ fn carry_launch(
                 let event = crate::ecs::placement::service_event(name, &failures);
                 if m.unplaced.as_ref() != Some(&event) {
                     tracing::warn!(service = %name, event = %event, "service task not placed");
-                    add_event(store, &s.cluster, name, event.clone());
+                    w.events.push(event.clone());
                     m.unplaced = Some(event);
                 }
             }
@@ -860,19 +876,16 @@ fn carry_launch(
                     " Amazon ECS replaced {r} tasks due to an unhealthy status."
                 ));
                 m.unhealthy -= r;
+                w.replaced += r;
             }
-            add_event(store, &s.cluster, name, msg);
+            w.events.push(msg);
             m.known.extend(ids.iter().cloned());
             ids
         }
         Err(e) => {
             let why = crate::errors::error_chain(e.as_ref());
             tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
-            say(
-                store,
-                s,
-                format!("failed to launch a task with (error {why})."),
-            );
+            w.say(s, format!("failed to launch a task with (error {why})."));
             *failed.entry(primary.id.clone()).or_default() += 1;
             m.failed(now);
             Vec::new()
@@ -881,19 +894,18 @@ fn carry_launch(
 }
 
 /// The events of the stops this pass asked, and of the tasks kept for their protection.
-fn stop_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, plan: &Plan, done: &Done) {
+fn stop_events(w: &mut Writes, s: &ServiceRow, m: &mut Memory, plan: &Plan, done: &Done) {
     let mut stopped = done.stopped.clone();
-    flush_lb_events(store, s, m, &mut stopped);
+    flush_lb_events(w, s, m, &mut stopped);
     if !stopped.is_empty() {
-        stopped_event(store, s, &stopped);
+        stopped_event(w, s, &stopped);
     }
     if s.status == ServiceStatus::Draining || plan.protected == m.protected {
         return;
     }
     m.protected = plan.protected;
     if plan.protected > 0 {
-        say(
-            store,
+        w.say(
             s,
             format!(
                 "was unable to scale in due to (reason {} tasks under \
@@ -962,23 +974,23 @@ fn read(
     }))
 }
 
-/// Carries out the plan for the service's tasks: the listener rules, the events, the stops
-/// (those retiring older tasks after the launch), the launch. What it did, for
-/// [`progress`]; `None` for a deleted service (gone INACTIVE once no task is left).
+/// Carries out the plan for the service's tasks: the listener rules, the stops (those
+/// retiring older tasks after the launch), the launch; their events go to `w`. What it did,
+/// for [`progress`]; `None` for a deleted service (gone INACTIVE once no task is left).
 fn carry(
     g: &Ecs,
-    store: &mut Store,
+    (store, w): (&Store, &mut Writes),
     s: &ServiceRow,
     m: &mut Memory,
     elb: Option<&Elb>,
     (r, plan): (&mut Read, &Plan),
-) -> anyhow::Result<Option<Done>> {
+) -> Option<Done> {
     // Blue/green: the listener rules first, so that no task is stopped while a rule still
     // sends it production traffic (a rollback's green tasks, before production is back on
     // blue).
     let mut done = Done {
         stopped: std::mem::take(&mut r.drained),
-        routed: carry_rules(store, s, m, elb, &plan.rules),
+        routed: carry_rules(w, s, m, elb, &plan.rules),
         failed: plan.failed.clone(),
         green_ready: plan.green_ready,
         ..Default::default()
@@ -989,27 +1001,38 @@ fn carry(
         m.steady = false;
     }
     m.throttle = plan.throttle.clone();
-    for e in &plan.events {
-        add_event(store, &s.cluster, &s.name, e.clone());
-    }
+    w.events.extend(plan.events.iter().cloned());
     let carried = (elb, &r.lbs);
     carry_stops(g, carried, m, plan, false, &mut r.live, &mut done);
     if s.status == ServiceStatus::Draining {
-        stop_events(store, s, m, plan, &done);
-        if plan.inactive {
-            retire_service(store, s, &mut r.deployments)?;
-        }
-        return Ok(None);
+        stop_events(w, s, m, plan, &done);
+        w.retire = plan.inactive;
+        return None;
     }
     let now = r.snap.now;
-    done.started = carry_launch(g, store, s, (&r.primary, plan), m, &mut done.failed, now);
+    let launched = (&r.primary, plan);
+    done.started = carry_launch(g, (store, w), s, launched, m, &mut done.failed, now);
     carry_stops(g, carried, m, plan, true, &mut r.live, &mut done);
-    stop_events(store, s, m, plan, &done);
-    Ok(Some(done))
+    stop_events(w, s, m, plan, &done);
+    Some(done)
 }
 
 /// One service, one pass: read its snapshot, have the reconciler decide ([`reconcile`]),
-/// carry out the plan; then what its deployments become ([`progress`]), carried out.
+/// carry out the plan; then what its deployments become ([`progress`]); then the pass's
+/// store writes, committed together ([`commit`]).
+///
+/// What a pass does outside the store comes first, each step in its order: load balancing
+/// (`balance`, in [`read`]), the listener rules, the stops (asked of the tasks'
+/// supervisors, or in a cluster of etcd: a task's desired status is its supervisor's to
+/// write), the launch (RunTask's path, with its own transactions for the task rows). None
+/// of these can be in the transaction: they are other processes, etcd, the load
+/// balancer's state, and the store's write lock must not be held while a supervisor
+/// waits on it to record its stop. A crash or a lost leadership after them and before
+/// the commit leaves their effects (tasks started or stopping, targets moved) and nothing
+/// of the pass's own rows (events, deployments' counts and states, a trip or a
+/// rollback): the service is as before the pass, and its tasks as the next pass reads
+/// them, which decides again from what it finds (a started task counts toward its
+/// deployment, a stopping one is replaced; only the events of those steps are lost).
 fn reconcile_service(
     g: &Ecs,
     store: &mut Store,
@@ -1021,29 +1044,148 @@ fn reconcile_service(
         return Ok(());
     };
     let plan = reconcile(&r.snap);
-    let Some(done) = carry(g, store, s, m, parts.elb, (&mut r, &plan))? else {
-        return Ok(());
-    };
+    let said = Said::of(m);
+    let mut w = Writes::default();
+    let done = carry(g, (store, &mut w), s, m, parts.elb, (&mut r, &plan));
     let deployments = std::mem::take(&mut r.deployments);
-    let read = read_deployments(store, s, m, parts.cw, deployments)?;
-    let p = progress(&r.snap, &read, &done);
-    carry_progress(store, s, m, &read, p)
+    let written = (|| {
+        // A deleted service's pass ends with `carry` (its deployments retired, if any).
+        let (progressed, retired) = match done {
+            Some(done) => {
+                let read = read_deployments(store, s, m, parts.cw, deployments)?;
+                let p = progress(&r.snap, &read, &done);
+                (Some((read, p)), Vec::new())
+            }
+            None => (None, deployments),
+        };
+        let changed = commit(store, s, &w, &retired, progressed.as_ref())?;
+        if changed.wrote {
+            // In a cluster: this service's rows go to etcd now, as one change of their own
+            // (refused whole, and taken back here, when the lock was lost).
+            fleet::get().pass_written()?;
+        }
+        anyhow::Ok((progressed, changed))
+    })();
+    let (progressed, changed) = match written {
+        Ok(written) => written,
+        Err(e) => {
+            said.restore(m, &w);
+            return Err(e);
+        }
+    };
+    if let Some((_, p)) = progressed {
+        remember_progress(m, p, changed.rolled_back);
+    }
+    Ok(())
+}
+
+/// What a pass remembers having said (an event written once, until it changes), put back
+/// when the pass's writes do not commit: the next pass says it again.
+struct Said {
+    unplaced: Option<String>,
+    shift_failed: Option<String>,
+    protected: usize,
+    warned: bool,
+    lb: (Vec<String>, Vec<String>, usize, HashSet<String>),
+}
+
+impl Said {
+    fn of(m: &Memory) -> Said {
+        Said {
+            unplaced: m.unplaced.clone(),
+            shift_failed: m.shift_failed.clone(),
+            protected: m.protected,
+            warned: m.throttle.warned,
+            lb: (
+                m.lb.events.clone(),
+                m.lb.deregistered.clone(),
+                m.lb.drains_begun,
+                m.lb.failing.clone(),
+            ),
+        }
+    }
+
+    fn restore(self, m: &mut Memory, w: &Writes) {
+        m.unplaced = self.unplaced;
+        m.shift_failed = self.shift_failed;
+        m.protected = self.protected;
+        m.throttle.warned = self.warned;
+        (
+            m.lb.events,
+            m.lb.deregistered,
+            m.lb.drains_begun,
+            m.lb.failing,
+        ) = self.lb;
+        m.unhealthy += w.replaced;
+    }
+}
+
+/// What a pass's commit changed.
+#[derive(Default)]
+struct Committed {
+    /// It wrote a row.
+    wrote: bool,
+    /// A rollback started.
+    rolled_back: bool,
+}
+
+/// The pass's store writes, in one transaction: the events of what it did, the deleted
+/// service retired, the deployments as [`progress`] made them (a completion, a trip and
+/// its rollback). All or nothing: a store error midway (or a crash) leaves the service,
+/// its deployments and its events as before the pass.
+///
+/// In a cluster the pass runs as a write of the control plane (`cluster::replica`): the
+/// rows this transaction changed are logged in the same transaction (a rollback logs
+/// nothing) and go to etcd right after it (`Fleet::pass_written`), in one etcd
+/// transaction that holds only while this serve still has the control plane's write lock
+/// (a service's pass changes a few rows, far below the 100 of one etcd transaction). A
+/// lost lock makes etcd refuse the whole change, and the local copy takes etcd's rows
+/// back: before the pass there too.
+fn commit(
+    store: &mut Store,
+    s: &ServiceRow,
+    w: &Writes,
+    retired: &[DeploymentRow],
+    progressed: Option<&(Deployments, Progress)>,
+) -> anyhow::Result<Committed> {
+    let wrote = !w.events.is_empty()
+        || w.retire
+        || progressed.is_some_and(|(read, p)| {
+            !p.events.is_empty() || p.trip.is_some() || read.rows != p.rows
+        });
+    if !wrote {
+        return Ok(Committed::default());
+    }
+    store.in_transaction("write a service scheduler pass", |store| {
+        for e in &w.events {
+            record_event(store, &s.cluster, &s.name, e.clone())?;
+        }
+        if w.retire {
+            retire_service(store, s, retired)?;
+        }
+        let rolled_back = match progressed {
+            Some((read, p)) => save_progress(store, s, read, p)?,
+            None => false,
+        };
+        Ok(Committed { wrote, rolled_back })
+    })
 }
 
 /// The deleted service has no task left: it and its deployments go INACTIVE.
 fn retire_service(
     store: &mut Store,
     s: &ServiceRow,
-    deployments: &mut [DeploymentRow],
+    deployments: &[DeploymentRow],
 ) -> anyhow::Result<()> {
     let mut gone = s.clone();
     gone.status = ServiceStatus::Inactive;
     gone.updated_at_ms = now_ms();
     store.save_service(&gone)?;
     for d in deployments {
+        let mut d = d.clone();
         d.status = DeploymentStatus::Inactive;
         d.updated_at_ms = now_ms();
-        store.save_deployment(d)?;
+        store.save_deployment(&d)?;
     }
     Ok(())
 }
@@ -1101,16 +1243,16 @@ fn read_deployments(
     })
 }
 
-/// The deployments' side of the pass: what [`progress`] made of them, saved (a completion
-/// finishing the deployment it rolled back), its events written, a trip carried out
-/// (`deployments::trip`: FAILED, and the rollback when asked).
-fn carry_progress(
+/// The deployments' side of the pass, in [`commit`]'s transaction: what [`progress`] made
+/// of them, saved (a completion finishing the deployment it rolled back), its events
+/// written, a trip carried out (`deployments::trip`: FAILED, and the rollback when
+/// asked). Whether a rollback started.
+fn save_progress(
     store: &mut Store,
     s: &ServiceRow,
-    m: &mut Memory,
     read: &Deployments,
-    p: Progress,
-) -> anyhow::Result<()> {
+    p: &Progress,
+) -> anyhow::Result<bool> {
     for (before, after) in read.rows.iter().zip(&p.rows) {
         if before == after {
             continue;
@@ -1127,26 +1269,30 @@ fn carry_progress(
         }
         store.save_deployment(&row)?;
     }
-    for e in p.events {
-        add_event(store, &s.cluster, &s.name, e);
+    for e in &p.events {
+        record_event(store, &s.cluster, &s.name, e.clone())?;
     }
+    let Some(t) = &p.trip else {
+        return Ok(false);
+    };
+    let Some(mut row) = p.rows.iter().find(|r| r.id == t.deployment).cloned() else {
+        return Ok(false);
+    };
+    tracing::warn!(service = %s.name, deployment = %row.id, failed = row.failed_tasks,
+        rollback = t.rollback, why = ?t.why, "the deployment failed");
+    deployments::trip(store, s, &mut row, t.rollback, &t.why)
+}
+
+/// What the service's memory keeps of the deployments' side, once it is committed.
+fn remember_progress(m: &mut Memory, p: Progress, rolled_back: bool) {
     m.missing_alarms = p.missing_said;
     m.steady = p.steady_said;
     if p.steady_now {
         m.throttle.warned = false;
     }
-    let Some(t) = p.trip else {
-        return Ok(());
-    };
-    let Some(mut row) = p.rows.into_iter().find(|r| r.id == t.deployment) else {
-        return Ok(());
-    };
-    tracing::warn!(service = %s.name, deployment = %row.id, failed = row.failed_tasks,
-        rollback = t.rollback, why = ?t.why, "the deployment failed");
-    if deployments::trip(store, s, &mut row, t.rollback, &t.why)? {
+    if rolled_back {
         m.rolled_back();
     }
-    Ok(())
 }
 
 /// Where a blue/green service's traffic goes this pass (`deployments::traffic`), when there
@@ -1180,7 +1326,7 @@ fn read_routing(
 /// should be. A shift that fails is said in an event (once, until it changes), and then
 /// neither the stage moves on nor is a task the rules may still send to stopped.
 fn carry_rules(
-    store: &mut Store,
+    w: &mut Writes,
     s: &ServiceRow,
     m: &mut Memory,
     elb: Option<&Elb>,
@@ -1197,7 +1343,7 @@ fn carry_rules(
             Ok(true) => {
                 m.shift_failed = None;
                 tracing::info!(service = %name, rule = %r.rule, "shifted {said}");
-                say(store, s, format!("shifted {said}."));
+                w.say(s, format!("shifted {said}."));
             }
             Ok(false) => {}
             Err(e) => {
@@ -1208,7 +1354,7 @@ fn carry_rules(
                 );
                 if m.shift_failed.as_ref() != Some(&event) {
                     tracing::warn!(service = %name, "{event}");
-                    add_event(store, &s.cluster, name, event.clone());
+                    w.events.push(event.clone());
                     m.shift_failed = Some(event);
                 }
             }
@@ -1231,5 +1377,152 @@ mod tests {
     #[test]
     fn event_task_lists() {
         assert_eq!(task_list(&["a".into(), "b".into()]), "(task a) (task b)");
+    }
+
+    /// Service web of 1 task, its COMPLETED deployment 1 (td:1) and its PRIMARY
+    /// deployment 2 (td:2) in progress.
+    fn rolling_service(store: &mut Store) -> ServiceRow {
+        use crate::ecs::deployments::tests::{deployment, service};
+        store.create_cluster("default", "arn:c", 1).unwrap();
+        let mut good = deployment("ecs-svc/1", "td:1", 1);
+        assert!(store.create_service(&service("td:1"), &good).unwrap());
+        good.rollout_state = RolloutState::Completed;
+        store.save_deployment(&good).unwrap();
+        store
+            .start_deployment(&deployment("ecs-svc/2", "td:2", 2))
+            .unwrap();
+        let s = service("td:2");
+        store.save_service(&s).unwrap();
+        s
+    }
+
+    /// Every row of the service a pass may write: its own, its deployments, its events.
+    fn written(store: &Store) -> (ServiceRow, Vec<DeploymentRow>, Vec<String>) {
+        let events = store.service_events("default", "web").unwrap();
+        (
+            store.service("default", "web").unwrap().unwrap(),
+            store.all_deployments("default", "web").unwrap(),
+            events.into_iter().map(|e| e.message).collect(),
+        )
+    }
+
+    /// A pass that stopped a failed task and whose circuit breaker trips: the stop's event,
+    /// deployment 2's failed count, its trip and the rollback to deployment 1.
+    fn tripping_pass(store: &Store) -> (Writes, Deployments, Progress) {
+        let mut w = Writes::default();
+        w.events
+            .push("(service web) has stopped 1 running tasks: (task t1).".into());
+        let rows = store.deployments("default", "web").unwrap();
+        let mut after = rows.clone();
+        after[0].failed_tasks = 3;
+        let p = Progress {
+            rows: after,
+            trip: Some(reconcile::progress::Trip {
+                deployment: "ecs-svc/2".into(),
+                rollback: true,
+                why: deployments::Tripped::CircuitBreaker,
+            }),
+            ..Default::default()
+        };
+        let read = Deployments {
+            rows,
+            ..Default::default()
+        };
+        (w, read, p)
+    }
+
+    #[test]
+    fn a_pass_whose_store_write_fails_midway_leaves_nothing_of_it_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let s = rolling_service(&mut store);
+        let before = written(&store);
+        let (w, read, p) = tripping_pass(&store);
+        // The rollback's last write fails: by then the pass has written its event, saved
+        // deployment 2, failed it, started the rollback's deployment and pointed the
+        // service back at td:1.
+        store
+            .execute_batch_for_tests(
+                "CREATE TEMP TRIGGER fail_rollback BEFORE INSERT ON main.service_events \
+                 WHEN NEW.message LIKE '%rolling back to deployment%' \
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let progressed = Some((read, p));
+        let e = commit(&mut store, &s, &w, &[], progressed.as_ref())
+            .err()
+            .expect("the injected failure");
+        assert!(format!("{e:#}").contains("injected failure"), "{e:#}");
+        assert_eq!(written(&store), before, "a part of the pass was written");
+
+        // The same pass without the failure: every part of it, in order.
+        store
+            .execute_batch_for_tests("DROP TRIGGER fail_rollback")
+            .unwrap();
+        let c = commit(&mut store, &s, &w, &[], progressed.as_ref()).unwrap();
+        assert!(c.wrote && c.rolled_back);
+        let (svc, ds, events) = written(&store);
+        assert_eq!(svc.task_definition_arn, "td:1");
+        assert_eq!(ds.len(), 3, "the rollback's deployment");
+        let failed = ds.iter().find(|d| d.id == "ecs-svc/2").unwrap();
+        assert_eq!(
+            (failed.status, failed.rollout_state, failed.failed_tasks),
+            (DeploymentStatus::Active, RolloutState::Failed, 3)
+        );
+        assert_eq!(ds[0].status, DeploymentStatus::Primary);
+        assert_eq!(ds[0].sd.rollback_of.as_deref(), Some("ecs-svc/2"));
+        assert_eq!(
+            events,
+            [
+                "(service web) rolling back to deployment ecs-svc/1.",
+                "(service web) (deployment ecs-svc/2) deployment failed: tasks failed to start.",
+                "(service web) has stopped 1 running tasks: (task t1).",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pass_that_changes_nothing_opens_no_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let s = rolling_service(&mut store);
+        let rows = store.deployments("default", "web").unwrap();
+        let p = Progress {
+            rows: rows.clone(),
+            ..Default::default()
+        };
+        let read = Deployments {
+            rows,
+            ..Default::default()
+        };
+        // A transaction would fail: the store refuses every write.
+        store
+            .execute_batch_for_tests("PRAGMA query_only = ON")
+            .unwrap();
+        let c = commit(&mut store, &s, &Writes::default(), &[], Some(&(read, p))).unwrap();
+        assert!(!c.wrote && !c.rolled_back);
+    }
+
+    #[test]
+    fn a_failed_commit_gives_back_what_the_pass_said_so_the_next_pass_says_it_again() {
+        let mut m = Memory::default();
+        m.lb.events
+            .push("registered 1 targets in (target-group tg)".into());
+        m.unhealthy = 2;
+        let said = Said::of(&m);
+        // The pass: it said the placement failure, a protection and the replacements.
+        m.unplaced = Some("unable to place".into());
+        m.protected = 1;
+        m.lb.events.clear();
+        m.unhealthy = 0;
+        let w = Writes {
+            replaced: 2,
+            ..Default::default()
+        };
+        said.restore(&mut m, &w);
+        assert_eq!(m.unplaced, None);
+        assert_eq!(m.protected, 0);
+        assert_eq!(m.lb.events, ["registered 1 targets in (target-group tg)"]);
+        assert_eq!(m.unhealthy, 2);
     }
 }
