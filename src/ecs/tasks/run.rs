@@ -75,7 +75,7 @@ pub(super) fn launch_strategy(
 ) -> EcsResult<Vec<CapacityProviderStrategyItem>> {
     // A strategy (the request's, else the cluster's default when no launch type is asked
     // for) resolves to the FARGATE launch type.
-    let cluster_row = store.cluster(&cluster).map_err(anyhow::Error::from)?;
+    let cluster_row = store.cluster(cluster).map_err(anyhow::Error::from)?;
     let strategy: Vec<CapacityProviderStrategyItem> =
         match (&req.capacity_provider_strategy, *launch_type) {
             (Some(s), _) => s.clone(),
