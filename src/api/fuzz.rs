@@ -29,9 +29,22 @@ impl Rng {
     }
 }
 
+/// A seed request of every operation: ECS's, then CloudWatch Logs'.
 fn seeds() -> Vec<(&'static str, String)> {
-    let arn = "arn:aws:ecs:us-east-1:000000000000:cluster/fz";
-    let v = |op: &'static str, j: Value| (op, j.to_string());
+    let mut all = task_seeds();
+    all.extend(cluster_seeds());
+    all.extend(logs_seeds());
+    all
+}
+
+/// A seed request as the dispatcher gets it: its operation and its JSON body.
+fn seed(op: &'static str, j: Value) -> (&'static str, String) {
+    (op, j.to_string())
+}
+
+/// ECS's operations on task definitions and tasks.
+fn task_seeds() -> Vec<(&'static str, String)> {
+    let v = seed;
     vec![
         (
             "RegisterTaskDefinition",
@@ -69,6 +82,14 @@ fn seeds() -> Vec<(&'static str, String)> {
             "StopTask",
             json!({"cluster": "default", "task": "0123456789abcdef0123456789abcdef", "reason": "r"}),
         ),
+    ]
+}
+
+/// ECS's operations on clusters, services, tags, container instances and settings.
+fn cluster_seeds() -> Vec<(&'static str, String)> {
+    let arn = "arn:aws:ecs:us-east-1:000000000000:cluster/fz";
+    let v = seed;
+    vec![
         v(
             "CreateCluster",
             json!({"clusterName": "fz", "tags": [{"key": "k", "value": "v"}]}),
@@ -180,7 +201,13 @@ fn seeds() -> Vec<(&'static str, String)> {
             "DeleteService",
             json!({"cluster": "fz", "service": "web", "force": true}),
         ),
-        // The CloudWatch Logs dispatcher on the same `POST /` (`Logs.` prefix here).
+    ]
+}
+
+/// The CloudWatch Logs dispatcher's, on the same `POST /` (`Logs.` prefix here).
+fn logs_seeds() -> Vec<(&'static str, String)> {
+    let v = seed;
+    vec![
         v("Logs.CreateLogGroup", json!({"logGroupName": "/ecs/fz"})),
         v(
             "Logs.CreateLogStream",

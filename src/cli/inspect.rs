@@ -134,7 +134,15 @@ pub fn render(r: &Value) -> String {
     }
     cgroup_lines(&mut o, "  ", &r["taskCgroups"]);
 
-    let n = &r["network"];
+    network_lines(&mut o, &r["network"]);
+    for c in r["containers"].as_array().into_iter().flatten() {
+        container_lines(&mut o, c);
+    }
+    o
+}
+
+/// The task's network namespace: its attachments, interfaces and published ports.
+fn network_lines(o: &mut String, n: &Value) {
     let _ = writeln!(
         o,
         "\nNetwork (one namespace per task, shared by its containers)"
@@ -203,144 +211,161 @@ pub fn render(r: &Value) -> String {
             s(&u["reason"])
         );
     }
+}
 
-    for c in r["containers"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            o,
-            "\nContainer {} ({}, runtime id {}, host pid {})",
-            s(&c["name"]),
-            s(&c["lastStatus"]),
-            s(&c["runtimeId"]),
-            s(&c["hostPid"])
-        );
-        if c["hostPid"].is_null() {
-            let _ = writeln!(o, "  not running: nothing to read in /proc");
-            continue;
-        }
-        let _ = writeln!(o, "  namespaces");
-        for ns in c["namespaces"].as_array().into_iter().flatten() {
-            let scope = match ns["scope"].as_str() {
-                Some("host") => "HOST's (not isolated)".to_string(),
-                Some("task") => {
-                    let with: Vec<String> = ns["sharedWith"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(s)
-                        .collect();
-                    if with.is_empty() {
-                        "task's".to_string()
-                    } else {
-                        format!("task's, shared with {}", with.join(", "))
-                    }
+/// One container: its namespaces, cgroups, root filesystem and mounts, and its process's
+/// identity.
+fn container_lines(o: &mut String, c: &Value) {
+    let _ = writeln!(
+        o,
+        "\nContainer {} ({}, runtime id {}, host pid {})",
+        s(&c["name"]),
+        s(&c["lastStatus"]),
+        s(&c["runtimeId"]),
+        s(&c["hostPid"])
+    );
+    if c["hostPid"].is_null() {
+        let _ = writeln!(o, "  not running: nothing to read in /proc");
+        return;
+    }
+    namespace_lines(o, c);
+    let _ = writeln!(o, "  cgroups");
+    cgroup_lines(o, "    ", &c["cgroups"]);
+    filesystem_lines(o, c);
+    process_lines(o, c);
+}
+
+/// A container's namespaces: its own, the task's (and with whom) or the host's.
+fn namespace_lines(o: &mut String, c: &Value) {
+    let _ = writeln!(o, "  namespaces");
+    for ns in c["namespaces"].as_array().into_iter().flatten() {
+        let scope = match ns["scope"].as_str() {
+            Some("host") => "HOST's (not isolated)".to_string(),
+            Some("task") => {
+                let with: Vec<String> = ns["sharedWith"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect();
+                if with.is_empty() {
+                    "task's".to_string()
+                } else {
+                    format!("task's, shared with {}", with.join(", "))
                 }
-                _ => "own".to_string(),
-            };
-            let extra = if ns["type"] == "uts" && !c["hostname"].is_null() {
-                format!(" (hostname {})", s(&c["hostname"]))
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                o,
-                "    {:<7} {:<12} {scope}{extra}",
-                s(&ns["type"]),
-                s(&ns["inode"])
-            );
-        }
-        let _ = writeln!(o, "  cgroups");
-        cgroup_lines(&mut o, "    ", &c["cgroups"]);
-        let rf = &c["rootfs"];
-        let _ = writeln!(o, "  rootfs {} on {}", s(&rf["fsType"]), s(&rf["hostPath"]));
-        if let Some(lower) = rf["lowerdirs"].as_array() {
-            let _ = writeln!(
-                o,
-                "    lowerdirs ({}, read-only image layers, top first)",
-                lower.len()
-            );
-            for l in lower {
-                let _ = writeln!(o, "      {}", s(l));
             }
-            let _ = writeln!(o, "    upperdir  {}", s(&rf["upperdir"]));
-            let _ = writeln!(o, "    workdir   {}", s(&rf["workdir"]));
-        }
-        let mounts = c["mounts"].as_array().cloned().unwrap_or_default();
-        if !mounts.is_empty() {
-            let _ = writeln!(o, "  other mounts");
-        }
-        for m in mounts {
-            let _ = writeln!(
-                o,
-                "    {:<20} {} {} {}{}",
-                s(&m["target"]),
-                s(&m["fsType"]),
-                s(&m["source"]),
-                s(&m["root"]),
-                if m["readOnly"] == true { " (ro)" } else { "" }
-            );
-        }
-        let p = &c["process"];
-        let u = &c["userNamespace"];
-        let host_ids = if u["ownRange"] == true {
-            format!(" (host uid {} gid {})", s(&p["hostUid"]), s(&p["hostGid"]))
+            _ => "own".to_string(),
+        };
+        let extra = if ns["type"] == "uts" && !c["hostname"].is_null() {
+            format!(" (hostname {})", s(&c["hostname"]))
         } else {
             String::new()
         };
         let _ = writeln!(
             o,
-            "  user uid={}({}) gid={}({}){host_ids} supplementary groups: {}",
-            s(&p["uid"]),
-            s(&p["user"]),
-            s(&p["gid"]),
-            s(&p["group"]),
-            p["groups"]
-                .as_array()
-                .filter(|g| !g.is_empty())
-                .map(|g| g.iter().map(s).collect::<Vec<_>>().join(","))
-                .unwrap_or_else(|| "none".into())
-        );
-        let map = |m: &Value| {
-            m.as_array()
-                .into_iter()
-                .flatten()
-                .map(|l| format!("{} -> {} ({} ids)", s(&l[0]), s(&l[1]), s(&l[2])))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        if u["ownRange"] == true {
-            let _ = writeln!(
-                o,
-                "  user namespace: the task's own: uids {}; gids {}",
-                map(&u["uidMap"]),
-                map(&u["gidMap"])
-            );
-        } else if u.is_object() {
-            let _ = writeln!(
-                o,
-                "  user namespace: the host's (container root is host root)"
-            );
-        }
-        let eff: Vec<String> = p["capabilities"]["effective"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(s)
-            .collect();
-        let _ = writeln!(
-            o,
-            "  capabilities ({} effective) {}",
-            eff.len(),
-            eff.join(" ")
-        );
-        let _ = writeln!(
-            o,
-            "  seccomp {} (filters: {})  no_new_privs {}",
-            s(&p["seccomp"]),
-            s(&p["seccompFilters"]),
-            s(&p["noNewPrivs"])
+            "    {:<7} {:<12} {scope}{extra}",
+            s(&ns["type"]),
+            s(&ns["inode"])
         );
     }
-    o
+}
+
+/// A container's root filesystem (the overlay's layers) and its other mounts.
+fn filesystem_lines(o: &mut String, c: &Value) {
+    let rf = &c["rootfs"];
+    let _ = writeln!(o, "  rootfs {} on {}", s(&rf["fsType"]), s(&rf["hostPath"]));
+    if let Some(lower) = rf["lowerdirs"].as_array() {
+        let _ = writeln!(
+            o,
+            "    lowerdirs ({}, read-only image layers, top first)",
+            lower.len()
+        );
+        for l in lower {
+            let _ = writeln!(o, "      {}", s(l));
+        }
+        let _ = writeln!(o, "    upperdir  {}", s(&rf["upperdir"]));
+        let _ = writeln!(o, "    workdir   {}", s(&rf["workdir"]));
+    }
+    let mounts = c["mounts"].as_array().cloned().unwrap_or_default();
+    if !mounts.is_empty() {
+        let _ = writeln!(o, "  other mounts");
+    }
+    for m in mounts {
+        let _ = writeln!(
+            o,
+            "    {:<20} {} {} {}{}",
+            s(&m["target"]),
+            s(&m["fsType"]),
+            s(&m["source"]),
+            s(&m["root"]),
+            if m["readOnly"] == true { " (ro)" } else { "" }
+        );
+    }
+}
+
+/// A container's process: its user and groups, its user namespace, capabilities and
+/// seccomp.
+fn process_lines(o: &mut String, c: &Value) {
+    let p = &c["process"];
+    let u = &c["userNamespace"];
+    let host_ids = if u["ownRange"] == true {
+        format!(" (host uid {} gid {})", s(&p["hostUid"]), s(&p["hostGid"]))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        o,
+        "  user uid={}({}) gid={}({}){host_ids} supplementary groups: {}",
+        s(&p["uid"]),
+        s(&p["user"]),
+        s(&p["gid"]),
+        s(&p["group"]),
+        p["groups"]
+            .as_array()
+            .filter(|g| !g.is_empty())
+            .map(|g| g.iter().map(s).collect::<Vec<_>>().join(","))
+            .unwrap_or_else(|| "none".into())
+    );
+    let map = |m: &Value| {
+        m.as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| format!("{} -> {} ({} ids)", s(&l[0]), s(&l[1]), s(&l[2])))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if u["ownRange"] == true {
+        let _ = writeln!(
+            o,
+            "  user namespace: the task's own: uids {}; gids {}",
+            map(&u["uidMap"]),
+            map(&u["gidMap"])
+        );
+    } else if u.is_object() {
+        let _ = writeln!(
+            o,
+            "  user namespace: the host's (container root is host root)"
+        );
+    }
+    let eff: Vec<String> = p["capabilities"]["effective"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    let _ = writeln!(
+        o,
+        "  capabilities ({} effective) {}",
+        eff.len(),
+        eff.join(" ")
+    );
+    let _ = writeln!(
+        o,
+        "  seccomp {} (filters: {})  no_new_privs {}",
+        s(&p["seccomp"]),
+        s(&p["seccompFilters"]),
+        s(&p["noNewPrivs"])
+    );
 }
 
 #[cfg(test)]

@@ -563,88 +563,11 @@ fn attach(
     ids: &[String],
     children: Vec<launch::Supervisor>,
 ) -> anyhow::Result<ExitCode> {
-    let interrupts = Arc::new(AtomicUsize::new(0));
-    let n = interrupts.clone();
-    // The handler is registered here, before any output: a Ctrl-C after the first line
-    // can never hit the default action (which would leave the task running unattended).
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the signal handler")?;
-    let mut sigint = {
-        let _guard = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("failed to handle Ctrl-C")?
-    };
-    std::thread::Builder::new()
-        .name("ctrl-c".into())
-        .spawn(move || {
-            rt.block_on(async {
-                while sigint.recv().await.is_some() {
-                    n.fetch_add(1, Ordering::SeqCst);
-                }
-            });
-        })?;
-    // Threads wait for each supervisor: the loop below sleeps on this channel, so the end
-    // wakes it at once instead of at the next poll of the store. The supervisor says so on
-    // its done pipe right after it wrote STOPPED (its last teardown step done), a few
-    // milliseconds before its process has ended (launch::Supervisor::done); a second
-    // thread waits for the process to exit, which tells the loop to check whether it died
-    // first. The CLI returns once every task is STOPPED and each supervisor has said it is
-    // done or has exited.
-    let (exited_tx, exited_rx) = std::sync::mpsc::channel::<(usize, Ended)>();
-    let mut finished = vec![false; children.len()];
-    for (i, mut sup) in children.into_iter().enumerate() {
-        if let Some(mut done) = sup.done.take() {
-            let tx = exited_tx.clone();
-            std::thread::Builder::new()
-                .name("supervisor-done".into())
-                .spawn(move || {
-                    let mut b = [0u8; 1];
-                    if matches!(done.read(&mut b), Ok(1)) {
-                        let _ = tx.send((i, Ended::Done));
-                    }
-                })?;
-        }
-        let tx = exited_tx.clone();
-        std::thread::Builder::new()
-            .name("supervisor-wait".into())
-            .spawn(move || {
-                // Reaped here, or by init should this process exit first.
-                let _ = sup.child.wait();
-                let _ = tx.send((i, Ended::Exited));
-            })?;
-    }
-    drop(exited_tx);
+    let interrupts = ctrl_c()?;
+    let (exited_rx, mut finished) = wait_for_supervisors(children)?;
     let mut woken = false;
     let mut supervisor_exited = false;
-    let colour = std::io::stdout().is_terminal();
-    let mut streams = Vec::new();
-    for id in ids {
-        let (_, containers) = store.task(id)?.context("task vanished from the store")?;
-        let paths = TaskPaths::new(&g.root, &g.run_root, id);
-        for c in containers {
-            let name = if ids.len() > 1 {
-                format!("{}/{}", &id[..8], c.name)
-            } else {
-                c.name.clone()
-            };
-            streams.push(Stream {
-                prefix: name,
-                path: paths.log(&c.name),
-                follower: None,
-            });
-        }
-    }
-    let width = streams.iter().map(|s| s.prefix.len()).max().unwrap_or(0);
-    for (i, s) in streams.iter_mut().enumerate() {
-        let p = format!("{:<width$} |", s.prefix);
-        s.prefix = if colour {
-            format!("\x1b[{}m{p}\x1b[0m ", COLOURS[i % COLOURS.len()])
-        } else {
-            format!("{p} ")
-        };
-    }
+    let mut streams = log_streams(g, store, ids)?;
     let mut seen_interrupts = 0;
     let mut last_check = Instant::now() - Duration::from_secs(1);
     let mut out = std::io::stdout().lock();
@@ -657,21 +580,7 @@ fn attach(
         let now_interrupts = interrupts.load(Ordering::SeqCst);
         if now_interrupts > seen_interrupts {
             seen_interrupts = now_interrupts;
-            let force = now_interrupts > 1;
-            eprintln!(
-                "{}",
-                if force {
-                    "Killing the task…"
-                } else {
-                    "Stopping the task gracefully… (Ctrl-C again to kill it)"
-                }
-            );
-            for id in ids {
-                let client = Client::new(&TaskPaths::new(&g.root, &g.run_root, id), id);
-                if let Err(e) = client.stop(StopCode::UserInitiated, stop::USER_REASON, force) {
-                    tracing::warn!(task_id = %id, error = %e, "failed to ask the supervisor to stop");
-                }
-            }
+            ask_stop(g, ids, now_interrupts > 1);
         }
         if woken || last_check.elapsed() >= Duration::from_millis(25) {
             woken = false;
@@ -721,6 +630,124 @@ fn attach(
     out.flush().ok();
     drop(out);
     exit_code(store, ids)
+}
+
+/// Counts the Ctrl-Cs from now on. The handler is registered here, before any output: a
+/// Ctrl-C after the first line can never hit the default action (which would leave the
+/// task running unattended).
+fn ctrl_c() -> anyhow::Result<Arc<AtomicUsize>> {
+    let interrupts = Arc::new(AtomicUsize::new(0));
+    let n = interrupts.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the signal handler")?;
+    let mut sigint = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("failed to handle Ctrl-C")?
+    };
+    std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            rt.block_on(async {
+                while sigint.recv().await.is_some() {
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        })?;
+    Ok(interrupts)
+}
+
+/// Starts the threads that wait for each supervisor; the channel they report on, and
+/// which supervisors have (none yet).
+#[allow(clippy::type_complexity)]
+fn wait_for_supervisors(
+    children: Vec<launch::Supervisor>,
+) -> anyhow::Result<(std::sync::mpsc::Receiver<(usize, Ended)>, Vec<bool>)> {
+    // Threads wait for each supervisor: the loop below sleeps on this channel, so the end
+    // wakes it at once instead of at the next poll of the store. The supervisor says so on
+    // its done pipe right after it wrote STOPPED (its last teardown step done), a few
+    // milliseconds before its process has ended (launch::Supervisor::done); a second
+    // thread waits for the process to exit, which tells the loop to check whether it died
+    // first. The CLI returns once every task is STOPPED and each supervisor has said it is
+    // done or has exited.
+    let (exited_tx, exited_rx) = std::sync::mpsc::channel::<(usize, Ended)>();
+    let finished = vec![false; children.len()];
+    for (i, mut sup) in children.into_iter().enumerate() {
+        if let Some(mut done) = sup.done.take() {
+            let tx = exited_tx.clone();
+            std::thread::Builder::new()
+                .name("supervisor-done".into())
+                .spawn(move || {
+                    let mut b = [0u8; 1];
+                    if matches!(done.read(&mut b), Ok(1)) {
+                        let _ = tx.send((i, Ended::Done));
+                    }
+                })?;
+        }
+        let tx = exited_tx.clone();
+        std::thread::Builder::new()
+            .name("supervisor-wait".into())
+            .spawn(move || {
+                // Reaped here, or by init should this process exit first.
+                let _ = sup.child.wait();
+                let _ = tx.send((i, Ended::Exited));
+            })?;
+    }
+    drop(exited_tx);
+    Ok((exited_rx, finished))
+}
+
+/// The log of each container of the tasks, with its prefix (`task/container` when there
+/// are several tasks), aligned and coloured on a terminal.
+fn log_streams(g: &GlobalOpts, store: &Store, ids: &[String]) -> anyhow::Result<Vec<Stream>> {
+    let colour = std::io::stdout().is_terminal();
+    let mut streams = Vec::new();
+    for id in ids {
+        let (_, containers) = store.task(id)?.context("task vanished from the store")?;
+        let paths = TaskPaths::new(&g.root, &g.run_root, id);
+        for c in containers {
+            let name = if ids.len() > 1 {
+                format!("{}/{}", &id[..8], c.name)
+            } else {
+                c.name.clone()
+            };
+            streams.push(Stream {
+                prefix: name,
+                path: paths.log(&c.name),
+                follower: None,
+            });
+        }
+    }
+    let width = streams.iter().map(|s| s.prefix.len()).max().unwrap_or(0);
+    for (i, s) in streams.iter_mut().enumerate() {
+        let p = format!("{:<width$} |", s.prefix);
+        s.prefix = if colour {
+            format!("\x1b[{}m{p}\x1b[0m ", COLOURS[i % COLOURS.len()])
+        } else {
+            format!("{p} ")
+        };
+    }
+    Ok(streams)
+}
+
+/// A Ctrl-C: the tasks are asked to stop (killed, with `force`: a second Ctrl-C).
+fn ask_stop(g: &GlobalOpts, ids: &[String], force: bool) {
+    eprintln!(
+        "{}",
+        if force {
+            "Killing the task…"
+        } else {
+            "Stopping the task gracefully… (Ctrl-C again to kill it)"
+        }
+    );
+    for id in ids {
+        let client = Client::new(&TaskPaths::new(&g.root, &g.run_root, id), id);
+        if let Err(e) = client.stop(StopCode::UserInitiated, stop::USER_REASON, force) {
+            tracing::warn!(task_id = %id, error = %e, "failed to ask the supervisor to stop");
+        }
+    }
 }
 
 /// What a thread that waits for a supervisor (`supervisor-done`, `supervisor-wait`)

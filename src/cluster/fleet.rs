@@ -119,6 +119,13 @@ impl Fleet for Cluster {
         Ok(true)
     }
 
+    fn pass_written(&self) -> anyhow::Result<()> {
+        match super::replica::get() {
+            Some(r) => Ok(r.publish_held()?),
+            None => Ok(()),
+        }
+    }
+
     fn group_tasks(
         &self,
         _store: &Store,

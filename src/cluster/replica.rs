@@ -278,6 +278,17 @@ impl Replica {
         result
     }
 
+    /// Publishes now what the write running on this thread has committed so far, under
+    /// its lock (nothing outside a write): a service's pass of the scheduler goes to etcd
+    /// as one change of its own, not in chunks with the other services'. When etcd refuses
+    /// it (the lock lost), the local copy takes etcd's rows back, as at the end of a write.
+    pub fn publish_held(&self) -> Result<(), Error> {
+        match held_lock() {
+            Some(rev) => self.publish(rev).map_err(|u| *u.error),
+            None => Ok(()),
+        }
+    }
+
     /// Publishes what this serve changed outside a write (a RunTask without a token that
     /// created the default cluster), when it changed anything.
     pub fn publish_leftovers(&self) -> Result<(), Error> {

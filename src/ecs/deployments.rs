@@ -6,7 +6,7 @@
 //! is made by `services::new_deployment::new_record`.
 
 use super::names::{self, cluster_name, service_name};
-use super::services::{SERVICE_NOT_FOUND, add_event, changed, new_deployment_id};
+use super::services::{SERVICE_NOT_FOUND, changed, new_deployment_id, record_event};
 use super::shapes::Failure;
 use super::{Ecs, EcsError, EcsResult, now_ms};
 use crate::store::{
@@ -197,7 +197,7 @@ fn service_back_to(
     svc.task_definition_arn = target.task_definition_arn.clone();
     svc.updated_at_ms = now;
     store.save_service(&svc)?;
-    add_event(
+    record_event(
         store,
         &s.cluster,
         &s.name,
@@ -205,7 +205,7 @@ fn service_back_to(
             "(service {}) rolling back to deployment {}.",
             s.name, target.id
         ),
-    );
+    )?;
     Ok(())
 }
 
@@ -390,7 +390,9 @@ pub fn traffic(primary: &DeploymentRow, all: &[DeploymentRow]) -> (i64, i64) {
 /// `d` is FAILED and launches no more tasks; with `rollback`, a new deployment takes the
 /// service back to the last COMPLETED one's task definition. A rollback that fails is not
 /// rolled back again: the failed deployment's service deployment is ROLLBACK_FAILED.
-/// Returns whether a rollback started. Ref: API_DeploymentCircuitBreaker ("a service
+/// Returns whether a rollback started. Its writes belong together: the scheduler runs it
+/// inside its pass's transaction (`scheduler::commit`), so a failure midway leaves none of
+/// them. Ref: API_DeploymentCircuitBreaker ("a service
 /// deployment will transition to a failed state and stop launching new tasks … roll back
 /// your service to the last completed deployment after a failure").
 pub fn trip(
@@ -408,7 +410,7 @@ pub fn trip(
         Tripped::Alarms(names) => d.sd.triggered_alarms = names.clone(),
     }
     d.updated_at_ms = now;
-    add_event(
+    record_event(
         store,
         &s.cluster,
         &s.name,
@@ -418,7 +420,7 @@ pub fn trip(
             d.id,
             why.event()
         ),
-    );
+    )?;
     if let Some(of) = d.sd.rollback_of.clone() {
         store.save_deployment(d)?;
         if let Some(mut failed) = store.deployment(&of)? {
@@ -972,14 +974,10 @@ pub fn stop_service_deployment(
     d.rollout_state = RolloutState::Failed;
     d.rollout_state_reason = STOP_REQUEST_REASON.into();
     let rolling = Tripped::CircuitBreaker.rolling_back(&target.id);
-    roll_back(
-        &mut store,
-        &s,
-        &mut d,
-        &target,
-        STOP_REQUEST_REASON,
-        rolling,
-    )?;
+    // The failed deployment, the one rolling back and the service change together.
+    store.in_transaction("roll back a service deployment", |store| {
+        roll_back(store, &s, &mut d, &target, STOP_REQUEST_REASON, rolling)
+    })?;
     changed();
     Ok(answer)
 }
@@ -1117,7 +1115,7 @@ pub fn describe_service_revisions(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1158,7 +1156,8 @@ mod tests {
         }
     }
 
-    fn service(td: &str) -> ServiceRow {
+    /// Service web of the default cluster, of 1 task of `td`.
+    pub(crate) fn service(td: &str) -> ServiceRow {
         ServiceRow {
             cluster: "default".into(),
             name: "web".into(),
@@ -1169,7 +1168,8 @@ mod tests {
         }
     }
 
-    fn deployment(id: &str, td: &str, at: i64) -> DeploymentRow {
+    /// Deployment `id` of service web, of `td`, created at `at`.
+    pub(crate) fn deployment(id: &str, td: &str, at: i64) -> DeploymentRow {
         DeploymentRow {
             id: id.into(),
             cluster: "default".into(),

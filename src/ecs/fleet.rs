@@ -182,6 +182,12 @@ pub trait Fleet: Send + Sync {
     fn schedule(&self, pass: &mut dyn FnMut() -> anyhow::Result<()>) -> anyhow::Result<bool> {
         pass().map(|()| true)
     }
+
+    /// A service's pass of the scheduler committed its rows: in a cluster they go to the
+    /// other serves now, as one change (`cluster::replica`); on one box the store is all.
+    fn pass_written(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// This box: the store's rows and the supervisors' sockets.

@@ -113,54 +113,10 @@ impl Publisher {
             }
             let containers = containers_of.remove(&t.id).unwrap_or_default();
             let Some(cg) = cg.as_ref() else { continue };
-            let mut usage = super::insights::Usage {
-                at: now,
-                ..Default::default()
-            };
-            let (mut net, mut read, mut pid) = (None, false, None);
-            for c in &containers {
-                let rid = c
-                    .runtime_id
-                    .clone()
-                    .unwrap_or_else(|| crate::task::runtime_id(&t.id, c.idx as usize));
-                // The service metrics need two figures of a container; Container
-                // Insights the whole sample.
-                if !with_insights {
-                    if let Some((cpu, mem)) = crate::task::stats::usage(cg, &t.id, &rid) {
-                        usage.cpu_ns += cpu;
-                        usage.mem += mem;
-                        read = true;
-                    }
-                    continue;
-                }
-                if let Some(s) =
-                    crate::task::stats::sample(cg, &t.id, &rid, None, std::path::Path::new("/proc"))
-                {
-                    usage.cpu_ns += s.cpu_total_ns;
-                    // What the agent sends: the usage less the page cache (`mem_in_use`).
-                    usage.mem += s.mem_in_use(cg.version());
-                    for e in &s.io_bytes {
-                        match e.op.to_ascii_lowercase().as_str() {
-                            "read" => usage.io.0 += e.value,
-                            "write" => usage.io.1 += e.value,
-                            _ => {}
-                        }
-                    }
-                    // The containers share the task's network namespace: one counts it.
-                    if net.is_none() && !s.networks.is_empty() {
-                        net = Some(
-                            s.networks
-                                .values()
-                                .fold((0, 0), |(rx, tx), c| (rx + c[0], tx + c[4])),
-                        );
-                    }
-                    pid = pid.or(s.pid);
-                    read = true;
-                }
-            }
-            if !read {
+            let Some((mut usage, net, pid)) = read_usage(cg, &t, &containers, with_insights, now)
+            else {
                 continue;
-            }
+            };
             let now_reading = Reading {
                 at: now,
                 cpu_ns: usage.cpu_ns,
@@ -168,31 +124,14 @@ impl Publisher {
             };
             let (cpu_res, mem_res) = reserved(&t, &containers);
             if let Some(service) = service.as_deref() {
-                let dims = BTreeMap::from([
-                    ("ClusterName".to_string(), t.cluster.clone()),
-                    ("ServiceName".to_string(), service.to_string()),
-                ]);
-                let datum = |v: f64| Datum {
-                    at: now,
-                    unit: "Percent".into(),
-                    stats: Stats::one(v),
-                    raw: Some(vec![(v, 1.0)]),
+                let at = (&t.cluster, service, self.previous.get(&t.id));
+                utilization(
+                    &mut data,
+                    at,
+                    now_reading,
+                    (cpu_res, mem_res),
                     high_resolution,
-                };
-                if let (Some(prev), Some(units)) = (self.previous.get(&t.id), cpu_res) {
-                    let elapsed_ns = (now_reading.at - prev.at).max(1) as f64 * 1e6;
-                    let used_ns = now_reading.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
-                    // One vCPU busy for the whole interval is 1,024 CPU units.
-                    let used_units = used_ns / elapsed_ns * 1024.0;
-                    data.entry(metric("CPUUtilization", &dims))
-                        .or_default()
-                        .push(datum(used_units * 100.0 / units));
-                }
-                if let Some(bytes) = mem_res {
-                    data.entry(metric("MemoryUtilization", &dims))
-                        .or_default()
-                        .push(datum(now_reading.mem as f64 * 100.0 / bytes));
-                }
+                );
             }
             if with_insights {
                 // Ref: "Amazon ECS Container Insights metrics": network figures only in
@@ -234,6 +173,101 @@ impl Publisher {
             sink.put(id, d, now);
         }
         Ok(sampled)
+    }
+}
+
+/// A task's containers' usage now (for Container Insights, `with_insights`, the whole
+/// sample: I/O, network, its first process), `None` when none could be read.
+#[allow(clippy::type_complexity)]
+fn read_usage(
+    cg: &runtime::Cgroups,
+    t: &TaskRow,
+    containers: &[ContainerRow],
+    with_insights: bool,
+    now: Millis,
+) -> Option<(super::insights::Usage, Option<(u64, u64)>, Option<u32>)> {
+    let mut usage = super::insights::Usage {
+        at: now,
+        ..Default::default()
+    };
+    let (mut net, mut read, mut pid) = (None, false, None);
+    for c in containers {
+        let rid = c
+            .runtime_id
+            .clone()
+            .unwrap_or_else(|| crate::task::runtime_id(&t.id, c.idx as usize));
+        // The service metrics need two figures of a container; Container
+        // Insights the whole sample.
+        if !with_insights {
+            if let Some((cpu, mem)) = crate::task::stats::usage(cg, &t.id, &rid) {
+                usage.cpu_ns += cpu;
+                usage.mem += mem;
+                read = true;
+            }
+            continue;
+        }
+        if let Some(s) =
+            crate::task::stats::sample(cg, &t.id, &rid, None, std::path::Path::new("/proc"))
+        {
+            usage.cpu_ns += s.cpu_total_ns;
+            // What the agent sends: the usage less the page cache (`mem_in_use`).
+            usage.mem += s.mem_in_use(cg.version());
+            for e in &s.io_bytes {
+                match e.op.to_ascii_lowercase().as_str() {
+                    "read" => usage.io.0 += e.value,
+                    "write" => usage.io.1 += e.value,
+                    _ => {}
+                }
+            }
+            // The containers share the task's network namespace: one counts it.
+            if net.is_none() && !s.networks.is_empty() {
+                net = Some(
+                    s.networks
+                        .values()
+                        .fold((0, 0), |(rx, tx), c| (rx + c[0], tx + c[4])),
+                );
+            }
+            pid = pid.or(s.pid);
+            read = true;
+        }
+    }
+    read.then_some((usage, net, pid))
+}
+
+/// A service task's CPUUtilization (from the previous reading) and MemoryUtilization,
+/// in percent of what it reserves.
+fn utilization(
+    data: &mut BTreeMap<MetricId, Vec<Datum>>,
+    (cluster, service, previous): (&String, &str, Option<&Reading>),
+    now_reading: Reading,
+    (cpu_res, mem_res): (Option<f64>, Option<f64>),
+    high_resolution: bool,
+) {
+    let now = now_reading.at;
+    let dims = BTreeMap::from([
+        ("ClusterName".to_string(), cluster.clone()),
+        ("ServiceName".to_string(), service.to_string()),
+    ]);
+    let datum = |v: f64| Datum {
+        at: now,
+        unit: "Percent".into(),
+        stats: Stats::one(v),
+        raw: Some(vec![(v, 1.0)]),
+        high_resolution,
+    };
+    if let (Some(prev), Some(units)) = (previous, cpu_res) {
+        let elapsed_ns = (now_reading.at - prev.at).max(1) as f64 * 1e6;
+        let used_ns = now_reading.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
+        // One vCPU busy for the whole interval is 1,024 CPU units.
+        let used_units = used_ns / elapsed_ns * 1024.0;
+        data.entry(metric("CPUUtilization", &dims))
+            .or_default()
+            .push(datum(used_units * 100.0 / units));
+    }
+    if let Some(bytes) = mem_res {
+        data.entry(metric("MemoryUtilization", &dims))
+            .or_default()
+            .push(datum(now_reading.mem as f64 * 100.0 / bytes));
     }
 }
 

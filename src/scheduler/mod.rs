@@ -5,14 +5,17 @@
 //! the deployments' progress and the service events. Each pass over a service
 //! (`reconcile_service`) reads it, has the pure functions of `reconcile/` decide (load
 //! balancing, then the [`Plan`] of [`reconcile`], then after it is carried out the
-//! deployments' [`Progress`]) and carries out what they say: tasks are started with
-//! RunTask's own path (`ecs::tasks::run_task`) and stopped through their supervisors.
+//! deployments' `Progress`) and carries out what they say: tasks are started with
+//! RunTask's own path (`ecs::tasks::run_task`) and stopped through their supervisors; the
+//! pass's store writes (events, deployments, a trip and its rollback) commit together, in
+//! one transaction at its end ([`write::commit`]).
 
 mod reconcile;
+mod write;
 
 use crate::cloudwatch::CloudWatch;
 use crate::ecs::fleet::TaskTarget;
-use crate::ecs::services::{Spec, add_event, unhealthy};
+use crate::ecs::services::{Spec, unhealthy};
 use crate::ecs::tags::resource_of;
 use crate::ecs::tasks::{Local, RunTaskRequest, run_task_with};
 use crate::ecs::{Ecs, now_ms};
@@ -23,7 +26,7 @@ use crate::store::{
     ServiceStatus, StopCode, Store, TaskRow,
 };
 use anyhow::Context;
-use reconcile::progress::{Alarms, Deployments, Done, Progress, progress};
+use reconcile::progress::{Alarms, Deployments, Done, progress};
 use reconcile::{
     Gone, LbTask, LbView, Plan, Primary, Routing, RuleMove, Snapshot, TargetState, TaskState,
     Throttle, Why, in_grace_period, reconcile,
@@ -32,6 +35,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use write::{Said, Writes, commit, remember_progress};
 
 /// One of a service's `loadBalancers` the scheduler applies: a target group of type `ip`
 /// gets each RUNNING awsvpc task's `<task IP>:<containerPort>`, one of type `instance`
@@ -318,16 +322,9 @@ fn task_list(ids: &[String]) -> String {
         .join(" ")
 }
 
-/// Writes the service event "(service NAME) `what`".
-fn say(store: &mut Store, s: &ServiceRow, what: impl std::fmt::Display) {
-    let name = &s.name;
-    add_event(store, &s.cluster, name, format!("(service {name}) {what}"));
-}
-
 /// The service event ECS writes after it stopped tasks of service `s`.
-fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
-    say(
-        store,
+fn stopped_event(w: &mut Writes, s: &ServiceRow, stopped: &[String]) {
+    w.say(
         s,
         format!(
             "has stopped {} running tasks: {}.",
@@ -337,9 +334,9 @@ fn stopped_event(store: &mut Store, s: &ServiceRow, stopped: &[String]) {
     );
 }
 
-/// Writes the load-balancing events of this pass, and keeps the tasks now draining out of
-/// `stopped` (their "has stopped" event comes when they stop, after the delay).
-fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &mut Vec<String>) {
+/// The load-balancing events of this pass; keeps the tasks now draining out of `stopped`
+/// (their "has stopped" event comes when they stop, after the delay).
+fn flush_lb_events(w: &mut Writes, s: &ServiceRow, m: &mut Memory, stopped: &mut Vec<String>) {
     let mut groups: Vec<(String, usize)> = Vec::new();
     for g in m.lb.deregistered.drain(..) {
         match groups.iter_mut().find(|(x, _)| *x == g) {
@@ -357,7 +354,7 @@ fn flush_lb_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, stopped: &
     }
     events.append(&mut m.lb.events);
     for e in events {
-        say(store, s, e);
+        w.say(s, e);
     }
     stopped.retain(|id| !m.lb.draining.contains_key(id));
 }
@@ -815,7 +812,7 @@ fn carry_stops(
 /// launch that fails counts as a failure of the deployment.
 fn carry_launch(
     g: &Ecs,
-    store: &mut Store,
+    (store, w): (&Store, &mut Writes),
     s: &ServiceRow,
     (primary, plan): (&DeploymentRow, &Plan),
     m: &mut Memory,
@@ -842,7 +839,7 @@ fn carry_launch(
                 let event = crate::ecs::placement::service_event(name, &failures);
                 if m.unplaced.as_ref() != Some(&event) {
                     tracing::warn!(service = %name, event = %event, "service task not placed");
-                    add_event(store, &s.cluster, name, event.clone());
+                    w.events.push(event.clone());
                     m.unplaced = Some(event);
                 }
             }
@@ -860,19 +857,16 @@ fn carry_launch(
                     " Amazon ECS replaced {r} tasks due to an unhealthy status."
                 ));
                 m.unhealthy -= r;
+                w.replaced += r;
             }
-            add_event(store, &s.cluster, name, msg);
+            w.events.push(msg);
             m.known.extend(ids.iter().cloned());
             ids
         }
         Err(e) => {
             let why = crate::errors::error_chain(e.as_ref());
             tracing::warn!(service = %name, error = %why, "failed to launch service tasks");
-            say(
-                store,
-                s,
-                format!("failed to launch a task with (error {why})."),
-            );
+            w.say(s, format!("failed to launch a task with (error {why})."));
             *failed.entry(primary.id.clone()).or_default() += 1;
             m.failed(now);
             Vec::new()
@@ -881,19 +875,18 @@ fn carry_launch(
 }
 
 /// The events of the stops this pass asked, and of the tasks kept for their protection.
-fn stop_events(store: &mut Store, s: &ServiceRow, m: &mut Memory, plan: &Plan, done: &Done) {
+fn stop_events(w: &mut Writes, s: &ServiceRow, m: &mut Memory, plan: &Plan, done: &Done) {
     let mut stopped = done.stopped.clone();
-    flush_lb_events(store, s, m, &mut stopped);
+    flush_lb_events(w, s, m, &mut stopped);
     if !stopped.is_empty() {
-        stopped_event(store, s, &stopped);
+        stopped_event(w, s, &stopped);
     }
     if s.status == ServiceStatus::Draining || plan.protected == m.protected {
         return;
     }
     m.protected = plan.protected;
     if plan.protected > 0 {
-        say(
-            store,
+        w.say(
             s,
             format!(
                 "was unable to scale in due to (reason {} tasks under \
@@ -962,23 +955,23 @@ fn read(
     }))
 }
 
-/// Carries out the plan for the service's tasks: the listener rules, the events, the stops
-/// (those retiring older tasks after the launch), the launch. What it did, for
-/// [`progress`]; `None` for a deleted service (gone INACTIVE once no task is left).
+/// Carries out the plan for the service's tasks: the listener rules, the stops (those
+/// retiring older tasks after the launch), the launch; their events go to `w`. What it did,
+/// for [`progress`]; `None` for a deleted service (gone INACTIVE once no task is left).
 fn carry(
     g: &Ecs,
-    store: &mut Store,
+    (store, w): (&Store, &mut Writes),
     s: &ServiceRow,
     m: &mut Memory,
     elb: Option<&Elb>,
     (r, plan): (&mut Read, &Plan),
-) -> anyhow::Result<Option<Done>> {
+) -> Option<Done> {
     // Blue/green: the listener rules first, so that no task is stopped while a rule still
     // sends it production traffic (a rollback's green tasks, before production is back on
     // blue).
     let mut done = Done {
         stopped: std::mem::take(&mut r.drained),
-        routed: carry_rules(store, s, m, elb, &plan.rules),
+        routed: carry_rules(w, s, m, elb, &plan.rules),
         failed: plan.failed.clone(),
         green_ready: plan.green_ready,
         ..Default::default()
@@ -989,27 +982,38 @@ fn carry(
         m.steady = false;
     }
     m.throttle = plan.throttle.clone();
-    for e in &plan.events {
-        add_event(store, &s.cluster, &s.name, e.clone());
-    }
+    w.events.extend(plan.events.iter().cloned());
     let carried = (elb, &r.lbs);
     carry_stops(g, carried, m, plan, false, &mut r.live, &mut done);
     if s.status == ServiceStatus::Draining {
-        stop_events(store, s, m, plan, &done);
-        if plan.inactive {
-            retire_service(store, s, &mut r.deployments)?;
-        }
-        return Ok(None);
+        stop_events(w, s, m, plan, &done);
+        w.retire = plan.inactive;
+        return None;
     }
     let now = r.snap.now;
-    done.started = carry_launch(g, store, s, (&r.primary, plan), m, &mut done.failed, now);
+    let launched = (&r.primary, plan);
+    done.started = carry_launch(g, (store, w), s, launched, m, &mut done.failed, now);
     carry_stops(g, carried, m, plan, true, &mut r.live, &mut done);
-    stop_events(store, s, m, plan, &done);
-    Ok(Some(done))
+    stop_events(w, s, m, plan, &done);
+    Some(done)
 }
 
 /// One service, one pass: read its snapshot, have the reconciler decide ([`reconcile`]),
-/// carry out the plan; then what its deployments become ([`progress`]), carried out.
+/// carry out the plan; then what its deployments become ([`progress`]); then the pass's
+/// store writes, committed together ([`commit`]).
+///
+/// What a pass does outside the store comes first, each step in its order: load balancing
+/// (`balance`, in [`read`]), the listener rules, the stops (asked of the tasks'
+/// supervisors, or in a cluster of etcd: a task's desired status is its supervisor's to
+/// write), the launch (RunTask's path, with its own transactions for the task rows). None
+/// of these can be in the transaction: they are other processes, etcd, the load
+/// balancer's state, and the store's write lock must not be held while a supervisor
+/// waits on it to record its stop. A crash or a lost leadership after them and before
+/// the commit leaves their effects (tasks started or stopping, targets moved) and nothing
+/// of the pass's own rows (events, deployments' counts and states, a trip or a
+/// rollback): the service is as before the pass, and its tasks as the next pass reads
+/// them, which decides again from what it finds (a started task counts toward its
+/// deployment, a stopping one is replaced; only the events of those steps are lost).
 fn reconcile_service(
     g: &Ecs,
     store: &mut Store,
@@ -1021,29 +1025,37 @@ fn reconcile_service(
         return Ok(());
     };
     let plan = reconcile(&r.snap);
-    let Some(done) = carry(g, store, s, m, parts.elb, (&mut r, &plan))? else {
-        return Ok(());
-    };
+    let said = Said::of(m);
+    let mut w = Writes::default();
+    let done = carry(g, (store, &mut w), s, m, parts.elb, (&mut r, &plan));
     let deployments = std::mem::take(&mut r.deployments);
-    let read = read_deployments(store, s, m, parts.cw, deployments)?;
-    let p = progress(&r.snap, &read, &done);
-    carry_progress(store, s, m, &read, p)
-}
-
-/// The deleted service has no task left: it and its deployments go INACTIVE.
-fn retire_service(
-    store: &mut Store,
-    s: &ServiceRow,
-    deployments: &mut [DeploymentRow],
-) -> anyhow::Result<()> {
-    let mut gone = s.clone();
-    gone.status = ServiceStatus::Inactive;
-    gone.updated_at_ms = now_ms();
-    store.save_service(&gone)?;
-    for d in deployments {
-        d.status = DeploymentStatus::Inactive;
-        d.updated_at_ms = now_ms();
-        store.save_deployment(d)?;
+    let written = (|| {
+        // A deleted service's pass ends with `carry` (its deployments retired, if any).
+        let (progressed, retired) = match done {
+            Some(done) => {
+                let read = read_deployments(store, s, m, parts.cw, deployments)?;
+                let p = progress(&r.snap, &read, &done);
+                (Some((read, p)), Vec::new())
+            }
+            None => (None, deployments),
+        };
+        let changed = commit(store, s, &w, &retired, progressed.as_ref())?;
+        if changed.wrote {
+            // In a cluster: this service's rows go to etcd now, as one change of their own
+            // (refused whole, and taken back here, when the lock was lost).
+            fleet::get().pass_written()?;
+        }
+        anyhow::Ok((progressed, changed))
+    })();
+    let (progressed, changed) = match written {
+        Ok(written) => written,
+        Err(e) => {
+            said.restore(m, &w);
+            return Err(e);
+        }
+    };
+    if let Some((_, p)) = progressed {
+        remember_progress(m, p, changed.rolled_back);
     }
     Ok(())
 }
@@ -1101,54 +1113,6 @@ fn read_deployments(
     })
 }
 
-/// The deployments' side of the pass: what [`progress`] made of them, saved (a completion
-/// finishing the deployment it rolled back), its events written, a trip carried out
-/// (`deployments::trip`: FAILED, and the rollback when asked).
-fn carry_progress(
-    store: &mut Store,
-    s: &ServiceRow,
-    m: &mut Memory,
-    read: &Deployments,
-    p: Progress,
-) -> anyhow::Result<()> {
-    for (before, after) in read.rows.iter().zip(&p.rows) {
-        if before == after {
-            continue;
-        }
-        let mut row = after.clone();
-        if p.completed.as_ref() == Some(&row.id) {
-            deployments::completed(store, &mut row)?;
-        }
-        if before.sd.blue_green != row.sd.blue_green
-            && let Some(b) = row.sd.blue_green
-        {
-            tracing::info!(service = %s.name, deployment = %row.id, stage = b.stage.as_str(),
-                production_permille = b.production_permille, "blue/green lifecycle stage");
-        }
-        store.save_deployment(&row)?;
-    }
-    for e in p.events {
-        add_event(store, &s.cluster, &s.name, e);
-    }
-    m.missing_alarms = p.missing_said;
-    m.steady = p.steady_said;
-    if p.steady_now {
-        m.throttle.warned = false;
-    }
-    let Some(t) = p.trip else {
-        return Ok(());
-    };
-    let Some(mut row) = p.rows.into_iter().find(|r| r.id == t.deployment) else {
-        return Ok(());
-    };
-    tracing::warn!(service = %s.name, deployment = %row.id, failed = row.failed_tasks,
-        rollback = t.rollback, why = ?t.why, "the deployment failed");
-    if deployments::trip(store, s, &mut row, t.rollback, &t.why)? {
-        m.rolled_back();
-    }
-    Ok(())
-}
-
 /// Where a blue/green service's traffic goes this pass (`deployments::traffic`), when there
 /// are rules to point: not for a deleted service, nor once the service has settled on one
 /// COMPLETED deployment, nor without serve's ELB.
@@ -1180,7 +1144,7 @@ fn read_routing(
 /// should be. A shift that fails is said in an event (once, until it changes), and then
 /// neither the stage moves on nor is a task the rules may still send to stopped.
 fn carry_rules(
-    store: &mut Store,
+    w: &mut Writes,
     s: &ServiceRow,
     m: &mut Memory,
     elb: Option<&Elb>,
@@ -1197,7 +1161,7 @@ fn carry_rules(
             Ok(true) => {
                 m.shift_failed = None;
                 tracing::info!(service = %name, rule = %r.rule, "shifted {said}");
-                say(store, s, format!("shifted {said}."));
+                w.say(s, format!("shifted {said}."));
             }
             Ok(false) => {}
             Err(e) => {
@@ -1208,7 +1172,7 @@ fn carry_rules(
                 );
                 if m.shift_failed.as_ref() != Some(&event) {
                     tracing::warn!(service = %name, "{event}");
-                    add_event(store, &s.cluster, name, event.clone());
+                    w.events.push(event.clone());
                     m.shift_failed = Some(event);
                 }
             }

@@ -197,164 +197,16 @@ fn pass(
     // Instances of tasks whose ECS service no longer has the registry go too.
     let mut wanted: HashSet<(String, String, String)> = HashSet::new();
     for s in &services {
-        let mut regs = registries(s);
-        match connect_registries(cm, store, s) {
-            Ok(more) => regs.extend(more),
-            Err(why) => {
-                if failing.insert((format!("{}/{}", s.cluster, s.name), "serviceConnect".into())) {
-                    add_event(
-                        store,
-                        &s.cluster,
-                        &s.name,
-                        format!(
-                            "(service {}) failed to register its Service Connect endpoints in Cloud Map: {why}",
-                            s.name
-                        ),
-                    );
-                }
-            }
-        }
+        let regs = service_registries(cm, store, s, failing);
         if regs.is_empty() {
             continue;
         }
         for r in &regs {
             wanted.insert((r.service_id.clone(), s.cluster.clone(), s.name.clone()));
         }
-        let tasks = fleet::get().group_tasks(store, &s.cluster, &format!("service:{}", s.name))?;
-        let mut ready: BTreeMap<String, (String, Health, String)> = BTreeMap::new();
-        for t in &tasks {
-            let row = &t.row;
-            if row.desired_status == DesiredStatus::Stopped
-                || row.last_status != LastStatus::Running
-            {
-                continue;
-            }
-            // (A cluster's task records give every container a status, UNKNOWN without
-            // a check: the task definition says whether there is one.)
-            let checked = t
-                .containers
-                .iter()
-                .any(|c| c.essential && c.health_status.is_some())
-                && health_checked(store, &row.task_definition_arn).unwrap_or(true);
-            let health = crate::task::shape::task_health(&t.containers);
-            let h = match health {
-                crate::store::HealthStatus::Healthy => Health::Healthy,
-                crate::store::HealthStatus::Unhealthy => Health::Unhealthy,
-                crate::store::HealthStatus::Unknown => Health::Unknown,
-            };
-            let Some(ip) = task_ip(store, &row.cluster, &row.id) else {
-                continue;
-            };
-            ready.insert(
-                row.id.clone(),
-                (
-                    ip,
-                    if checked { h } else { Health::Healthy },
-                    row.family.clone(),
-                ),
-            );
-        }
+        let ready = ready_tasks(store, s)?;
         for r in &regs {
-            let key = (format!("{}/{}", s.cluster, s.name), r.service_id.clone());
-            let (existing, custom) = {
-                let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
-                let custom = st
-                    .services
-                    .get(&r.service_id)
-                    .map(|x| x.health_check_custom_config.is_some());
-                let mine: BTreeMap<String, Option<Health>> = st
-                    .instances_of(&r.service_id)
-                    .filter(|i| {
-                        i.attributes.get("ECS_CLUSTER_NAME") == Some(&s.cluster)
-                            && i.attributes.get("ECS_SERVICE_NAME") == Some(&s.name)
-                    })
-                    .map(|i| (i.id.clone(), i.custom_health))
-                    .collect();
-                (mine, custom)
-            };
-            let Some(custom) = custom else {
-                if failing.insert(key) {
-                    add_event(
-                        store,
-                        &s.cluster,
-                        &s.name,
-                        format!(
-                            "(service {}) failed to register tasks in (registry {}): the Cloud Map service does not exist",
-                            s.name, r.service_id
-                        ),
-                    );
-                }
-                continue;
-            };
-            // Gone or stopping: deregistered.
-            for id in existing.keys().filter(|id| !ready.contains_key(*id)) {
-                match super::ops::deregister(cm, &r.service_id, id) {
-                    Ok(_) => changed = true,
-                    Err(e) => {
-                        tracing::warn!(task_id = %id, error = %e, "Cloud Map: failed to deregister a task")
-                    }
-                }
-            }
-            for (id, (ip, health, family)) in &ready {
-                match existing.get(id) {
-                    Some(cur) => {
-                        // Registered: a custom health check follows the task's health.
-                        let want = match health {
-                            Health::Unhealthy => Health::Unhealthy,
-                            _ => Health::Healthy,
-                        };
-                        if custom && *cur != Some(want) {
-                            match super::ops::set_custom_health(cm, &r.service_id, id, want) {
-                                Ok(()) => changed = true,
-                                Err(e) => {
-                                    tracing::warn!(task_id = %id, error = %e, "Cloud Map: failed to set a task's custom health")
-                                }
-                            }
-                        }
-                    }
-                    None if *health == Health::Healthy => {
-                        let mut attributes = BTreeMap::from([
-                            ("AWS_INSTANCE_IPV4".to_string(), ip.clone()),
-                            ("ECS_CLUSTER_NAME".to_string(), s.cluster.clone()),
-                            ("ECS_SERVICE_NAME".to_string(), s.name.clone()),
-                            ("ECS_TASK_DEFINITION_FAMILY".to_string(), family.clone()),
-                            ("REGION".to_string(), cm.aws.region.clone()),
-                        ]);
-                        if let Some(p) = r.port {
-                            attributes.insert("AWS_INSTANCE_PORT".into(), p.to_string());
-                        }
-                        if custom {
-                            attributes.insert("AWS_INIT_HEALTH_STATUS".into(), "HEALTHY".into());
-                        }
-                        let req = super::ops::RegisterInstance {
-                            service_id: r.service_id.clone(),
-                            instance_id: id.clone(),
-                            creator_request_id: None,
-                            attributes,
-                        };
-                        match super::ops::register(cm, req) {
-                            Ok(_) => {
-                                changed = true;
-                                failing.remove(&key);
-                            }
-                            Err(e) => {
-                                if failing.insert(key.clone()) {
-                                    add_event(
-                                        store,
-                                        &s.cluster,
-                                        &s.name,
-                                        format!(
-                                            "(service {}) failed to register tasks in (registry {}) (error {e})",
-                                            s.name, r.service_id
-                                        ),
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    None => {}
-                }
-            }
+            changed |= sync_registry(cm, store, (s, r, &ready), failing);
         }
     }
     // Instances ECS registered for a service that is gone or no longer names the registry.
@@ -379,4 +231,199 @@ fn pass(
         cm.publish();
     }
     Ok(())
+}
+
+/// The registries of service `s`: its serviceRegistries and its Service Connect
+/// endpoints' (a failure to read those is said in an event, once).
+fn service_registries(
+    cm: &CloudMap,
+    store: &mut Store,
+    s: &ServiceRow,
+    failing: &mut HashSet<(String, String)>,
+) -> Vec<Registry> {
+    let mut regs = registries(s);
+    match connect_registries(cm, store, s) {
+        Ok(more) => regs.extend(more),
+        Err(why) => {
+            if failing.insert((format!("{}/{}", s.cluster, s.name), "serviceConnect".into())) {
+                add_event(
+                    store,
+                    &s.cluster,
+                    &s.name,
+                    format!(
+                        "(service {}) failed to register its Service Connect endpoints in Cloud Map: {why}",
+                        s.name
+                    ),
+                );
+            }
+        }
+    }
+    regs
+}
+
+/// The service's RUNNING tasks that stay, with their IP address, health (Healthy without
+/// a health check) and family.
+fn ready_tasks(store: &Store, s: &ServiceRow) -> anyhow::Result<Ready> {
+    let tasks = fleet::get().group_tasks(store, &s.cluster, &format!("service:{}", s.name))?;
+    let mut ready: Ready = BTreeMap::new();
+    for t in &tasks {
+        let row = &t.row;
+        if row.desired_status == DesiredStatus::Stopped || row.last_status != LastStatus::Running {
+            continue;
+        }
+        // (A cluster's task records give every container a status, UNKNOWN without
+        // a check: the task definition says whether there is one.)
+        let checked = t
+            .containers
+            .iter()
+            .any(|c| c.essential && c.health_status.is_some())
+            && health_checked(store, &row.task_definition_arn).unwrap_or(true);
+        let health = crate::task::shape::task_health(&t.containers);
+        let h = match health {
+            crate::store::HealthStatus::Healthy => Health::Healthy,
+            crate::store::HealthStatus::Unhealthy => Health::Unhealthy,
+            crate::store::HealthStatus::Unknown => Health::Unknown,
+        };
+        let Some(ip) = task_ip(store, &row.cluster, &row.id) else {
+            continue;
+        };
+        ready.insert(
+            row.id.clone(),
+            (
+                ip,
+                if checked { h } else { Health::Healthy },
+                row.family.clone(),
+            ),
+        );
+    }
+    Ok(ready)
+}
+
+/// A service's tasks, RUNNING and staying, by id: (IP address, health, family).
+type Ready = BTreeMap<String, (String, Health, String)>;
+
+/// Brings registry `r` to the service's ready tasks: those gone or stopping deregistered,
+/// the healthy new ones registered, a custom health check following the task's health.
+/// Whether Cloud Map changed.
+fn sync_registry(
+    cm: &CloudMap,
+    store: &mut Store,
+    (s, r, ready): (&ServiceRow, &Registry, &Ready),
+    failing: &mut HashSet<(String, String)>,
+) -> bool {
+    let mut changed = false;
+    let key = (format!("{}/{}", s.cluster, s.name), r.service_id.clone());
+    let (existing, custom) = {
+        let st = cm.state.lock().unwrap_or_else(|p| p.into_inner());
+        let custom = st
+            .services
+            .get(&r.service_id)
+            .map(|x| x.health_check_custom_config.is_some());
+        let mine: BTreeMap<String, Option<Health>> = st
+            .instances_of(&r.service_id)
+            .filter(|i| {
+                i.attributes.get("ECS_CLUSTER_NAME") == Some(&s.cluster)
+                    && i.attributes.get("ECS_SERVICE_NAME") == Some(&s.name)
+            })
+            .map(|i| (i.id.clone(), i.custom_health))
+            .collect();
+        (mine, custom)
+    };
+    let Some(custom) = custom else {
+        if failing.insert(key) {
+            add_event(
+                store,
+                &s.cluster,
+                &s.name,
+                format!(
+                    "(service {}) failed to register tasks in (registry {}): the Cloud Map service does not exist",
+                    s.name, r.service_id
+                ),
+            );
+        }
+        return false;
+    };
+    // Gone or stopping: deregistered.
+    for id in existing.keys().filter(|id| !ready.contains_key(*id)) {
+        match super::ops::deregister(cm, &r.service_id, id) {
+            Ok(_) => changed = true,
+            Err(e) => {
+                tracing::warn!(task_id = %id, error = %e, "Cloud Map: failed to deregister a task")
+            }
+        }
+    }
+    for (id, (ip, health, family)) in ready {
+        match existing.get(id) {
+            Some(cur) => {
+                // Registered: a custom health check follows the task's health.
+                let want = match health {
+                    Health::Unhealthy => Health::Unhealthy,
+                    _ => Health::Healthy,
+                };
+                if custom && *cur != Some(want) {
+                    match super::ops::set_custom_health(cm, &r.service_id, id, want) {
+                        Ok(()) => changed = true,
+                        Err(e) => {
+                            tracing::warn!(task_id = %id, error = %e, "Cloud Map: failed to set a task's custom health")
+                        }
+                    }
+                }
+            }
+            None if *health == Health::Healthy => {
+                let task = (id.as_str(), ip.as_str(), family.as_str());
+                changed |= register_task(cm, store, (s, r, task, custom), (&key, failing));
+            }
+            None => {}
+        }
+    }
+    changed
+}
+
+/// Registers a healthy task (`id`, `ip`, `family`) in registry `r`; whether it did. A
+/// failure is said in an event, once, until a registration succeeds.
+fn register_task(
+    cm: &CloudMap,
+    store: &mut Store,
+    (s, r, (id, ip, family), custom): (&ServiceRow, &Registry, (&str, &str, &str), bool),
+    (key, failing): (&(String, String), &mut HashSet<(String, String)>),
+) -> bool {
+    let mut attributes = BTreeMap::from([
+        ("AWS_INSTANCE_IPV4".to_string(), ip.to_string()),
+        ("ECS_CLUSTER_NAME".to_string(), s.cluster.clone()),
+        ("ECS_SERVICE_NAME".to_string(), s.name.clone()),
+        ("ECS_TASK_DEFINITION_FAMILY".to_string(), family.to_string()),
+        ("REGION".to_string(), cm.aws.region.clone()),
+    ]);
+    if let Some(p) = r.port {
+        attributes.insert("AWS_INSTANCE_PORT".into(), p.to_string());
+    }
+    if custom {
+        attributes.insert("AWS_INIT_HEALTH_STATUS".into(), "HEALTHY".into());
+    }
+    let req = super::ops::RegisterInstance {
+        service_id: r.service_id.clone(),
+        instance_id: id.to_string(),
+        creator_request_id: None,
+        attributes,
+    };
+    match super::ops::register(cm, req) {
+        Ok(_) => {
+            failing.remove(key);
+            true
+        }
+        Err(e) => {
+            if failing.insert(key.clone()) {
+                add_event(
+                    store,
+                    &s.cluster,
+                    &s.name,
+                    format!(
+                        "(service {}) failed to register tasks in (registry {}) (error {e})",
+                        s.name, r.service_id
+                    ),
+                );
+            }
+            false
+        }
+    }
 }

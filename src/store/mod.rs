@@ -485,12 +485,15 @@ impl Store {
     }
 
     /// Runs `f` in one write transaction: what it writes commits together (one WAL commit
-    /// instead of one per statement), or not at all when it fails.
-    pub fn in_transaction<T>(
+    /// instead of one per statement), or not at all when it fails. The store's own
+    /// multi-statement writes inside `f` nest as savepoints of it ([`Tx`]). `f` may fail
+    /// with any error a [`StoreError`] converts into (the scheduler's pass, whose rules
+    /// answer `anyhow`); the transaction rolls back whatever the error.
+    pub fn in_transaction<T, E: From<StoreError>>(
         &mut self,
         op: &'static str,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut Store) -> Result<T, E>,
+    ) -> Result<T, E> {
         retry_busy(|| self.conn.execute_batch("BEGIN IMMEDIATE"))
             .map_err(|source| StoreError::Query { op, source })?;
         match f(self) {
@@ -498,7 +501,7 @@ impl Store {
                 Ok(()) => Ok(v),
                 Err(source) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
-                    Err(StoreError::Query { op, source })
+                    Err(StoreError::Query { op, source }.into())
                 }
             },
             Err(e) => {
@@ -508,9 +511,48 @@ impl Store {
         }
     }
 
-    /// Starts a write transaction that holds the write lock from its first statement.
-    fn write_tx(&mut self, op: &'static str) -> Result<rusqlite::Transaction<'_>, StoreError> {
-        begin_immediate(&self.conn).map_err(|source| StoreError::Query { op, source })
+    /// Starts a write transaction that holds the write lock from its first statement; inside
+    /// [`Store::in_transaction`], a savepoint of it (committed with the outer transaction).
+    fn write_tx(&mut self, op: &'static str) -> Result<Tx<'_>, StoreError> {
+        let err = |source| StoreError::Query { op, source };
+        if self.conn.is_autocommit() {
+            begin_immediate(&self.conn).map(Tx::Top).map_err(err)
+        } else {
+            rusqlite::Savepoint::new(&mut self.conn)
+                .map(Tx::Nested)
+                .map_err(err)
+        }
+    }
+
+    /// Runs `sql` on the store's connection: a test's TEMP trigger that fails a write.
+    #[cfg(test)]
+    pub fn execute_batch_for_tests(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.execute_batch(sql)
+    }
+}
+
+/// A write of the store: its own transaction, or a savepoint of the one it runs in.
+enum Tx<'a> {
+    Top(rusqlite::Transaction<'a>),
+    Nested(rusqlite::Savepoint<'a>),
+}
+
+impl Tx<'_> {
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Tx::Top(t) => t.commit(),
+            Tx::Nested(s) => s.commit(),
+        }
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Tx::Top(t) => t,
+            Tx::Nested(s) => s,
+        }
     }
 }
 

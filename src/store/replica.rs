@@ -372,7 +372,7 @@ fn order(c: &RowChange) -> (bool, isize) {
     }
 }
 
-fn write_row(tx: &rusqlite::Transaction<'_>, c: &RowChange) -> Result<(), ReplicaError> {
+fn write_row(tx: &rusqlite::Connection, c: &RowChange) -> Result<(), ReplicaError> {
     let (table, key_cols) = table_of(&c.table)?;
     let bad = |why: String| ReplicaError::BadRow {
         table: c.table.clone(),

@@ -126,7 +126,7 @@ fn sd_json(d: &DeploymentRow) -> Result<String, StoreError> {
 }
 
 fn insert_deployment(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     d: &DeploymentRow,
     sd: &str,
 ) -> rusqlite::Result<()> {

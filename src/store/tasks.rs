@@ -906,7 +906,7 @@ impl Store {
 /// exists (`cluster`: its name, ARN and creation time; RunTask on `default` creates it,
 /// like ECS).
 pub(super) fn insert_task_rows(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     cluster: Option<(&str, &str, i64)>,
     t: &TaskRow,
     containers: &[ContainerRow],
@@ -971,7 +971,7 @@ pub(super) fn insert_task_rows(
     Ok(())
 }
 
-fn insert_container(tx: &rusqlite::Transaction<'_>, c: &ContainerRow) -> Result<(), StoreError> {
+fn insert_container(tx: &rusqlite::Connection, c: &ContainerRow) -> Result<(), StoreError> {
     tx.execute(
         &format!(
             "INSERT INTO task_containers ({CONTAINER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, \

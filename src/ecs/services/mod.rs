@@ -51,17 +51,29 @@ fn cluster_of(c: Option<String>) -> String {
     .to_string()
 }
 
-/// Records event `message` for a service.
+/// Records event `message` for a service; a failure is logged, not answered (an event
+/// beside an operation that took place).
 pub fn add_event(store: &mut Store, cluster: &str, service: &str, message: String) {
+    if let Err(err) = record_event(store, cluster, service, message) {
+        tracing::error!(service, error = %crate::errors::error_chain(&err), "failed to record a service event");
+    }
+}
+
+/// Records event `message` for a service, failing when the store does: an event written in
+/// a transaction with the changes it tells of (the scheduler's pass, a rollback).
+pub fn record_event(
+    store: &mut Store,
+    cluster: &str,
+    service: &str,
+    message: String,
+) -> Result<(), crate::store::StoreError> {
     let id = crate::task::new_uuid().unwrap_or_else(|_| format!("{}", now_ms()));
     let e = EventRow {
         id,
         created_at_ms: now_ms(),
         message,
     };
-    if let Err(err) = store.add_service_event(cluster, service, &e) {
-        tracing::error!(service, error = %crate::errors::error_chain(&err), "failed to record a service event");
-    }
+    store.add_service_event(cluster, service, &e)
 }
 
 /// A service of a request that must exist: ServiceNotFoundException otherwise (also for an

@@ -46,146 +46,183 @@ impl Checker {
             let mp = p.key("portMappings").index(j);
             let protocol = m.protocol.unwrap_or(TransportProtocol::Tcp);
             if let Some(range) = m.container_port_range.as_deref() {
-                // Ref: ecs.json `PortMapping.containerPortRange`: bridge or awsvpc only, 1 to
-                // 65535, first < last, no hostPortRange/hostPort, at most 100 per container.
-                let parsed = range.split_once('-').and_then(|(a, b)| {
-                    Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?))
-                });
-                match parsed {
-                    Some((a, b))
-                        if (1..=65535).contains(&a) && (1..=65535).contains(&b) && a < b => {}
-                    _ => self.err(
-                        "port-range",
-                        mp.key("containerPortRange"),
-                        format!(
-                            "Invalid containerPortRange '{range}' for container '{name}': use \
-                             FIRST-LAST with 1 <= FIRST < LAST <= 65535."
-                        ),
-                    ),
-                }
-                if m.container_port.is_some() {
-                    self.err(
-                        "port-range",
-                        mp.key("containerPort"),
-                        "Specify either containerPort or containerPortRange, not both.",
-                    );
-                }
-                if m.host_port.is_some_and(|h| h != 0) {
-                    self.err(
-                        "port-range",
-                        mp.key("hostPort"),
-                        "Leave hostPort empty when containerPortRange is set.",
-                    );
-                }
-                if !matches!(mode, NetworkMode::Bridge | NetworkMode::Awsvpc) {
-                    self.err(
-                        "port-range",
-                        mp.key("containerPortRange"),
-                        format!(
-                            "containerPortRange needs networkMode bridge or awsvpc, not {mode}."
-                        ),
-                    );
-                }
+                self.port_range(m, &mp, (name, mode), range);
                 continue;
             }
-            // Ref: ecs.json `PortMapping.containerPort` (required unless a containerPortRange;
-            // 1 to 65535) and `.hostPort` (0 to 65535; 0 or absent picks one).
-            let Some(cp) = m.container_port else {
-                self.err(
-                    "port-range",
-                    mp.key("containerPort"),
-                    format!("Invalid 'containerPort' setting for container '{name}': containerPort is required."),
-                );
+            let Some(cp) = self.container_port(m, &mp, (name, mode)) else {
                 continue;
             };
-            if !(1..=65535).contains(&cp) {
+            self.shared_port(&mp, (name, mode), (cp, protocol), seen);
+            if let Some(pn) = m.name.as_deref() {
+                self.port_name(&mp, pn, &mut local_names);
+            }
+        }
+    }
+
+    /// A mapping of a containerPortRange.
+    fn port_range(
+        &mut self,
+        m: &PortMapping,
+        mp: &JsonPath,
+        (name, mode): (&str, NetworkMode),
+        range: &str,
+    ) {
+        // Ref: ecs.json `PortMapping.containerPortRange`: bridge or awsvpc only, 1 to
+        // 65535, first < last, no hostPortRange/hostPort, at most 100 per container.
+        let parsed = range.split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?))
+        });
+        match parsed {
+            Some((a, b)) if (1..=65535).contains(&a) && (1..=65535).contains(&b) && a < b => {}
+            _ => self.err(
+                "port-range",
+                mp.key("containerPortRange"),
+                format!(
+                    "Invalid containerPortRange '{range}' for container '{name}': use \
+                     FIRST-LAST with 1 <= FIRST < LAST <= 65535."
+                ),
+            ),
+        }
+        if m.container_port.is_some() {
+            self.err(
+                "port-range",
+                mp.key("containerPort"),
+                "Specify either containerPort or containerPortRange, not both.",
+            );
+        }
+        if m.host_port.is_some_and(|h| h != 0) {
+            self.err(
+                "port-range",
+                mp.key("hostPort"),
+                "Leave hostPort empty when containerPortRange is set.",
+            );
+        }
+        if !matches!(mode, NetworkMode::Bridge | NetworkMode::Awsvpc) {
+            self.err(
+                "port-range",
+                mp.key("containerPortRange"),
+                format!("containerPortRange needs networkMode bridge or awsvpc, not {mode}."),
+            );
+        }
+    }
+
+    /// A mapping's containerPort and hostPort; the container port when it is valid.
+    fn container_port(
+        &mut self,
+        m: &PortMapping,
+        mp: &JsonPath,
+        (name, mode): (&str, NetworkMode),
+    ) -> Option<i64> {
+        // Ref: ecs.json `PortMapping.containerPort` (required unless a containerPortRange;
+        // 1 to 65535) and `.hostPort` (0 to 65535; 0 or absent picks one).
+        let Some(cp) = m.container_port else {
+            self.err(
+                "port-range",
+                mp.key("containerPort"),
+                format!("Invalid 'containerPort' setting for container '{name}': containerPort is required."),
+            );
+            return None;
+        };
+        if !(1..=65535).contains(&cp) {
+            self.err(
+                "port-range",
+                mp.key("containerPort"),
+                format!("Invalid 'containerPort' setting for container '{name}': {cp} is outside 1 to 65535."),
+            );
+            return None;
+        }
+        if let Some(hp) = m.host_port {
+            if !(0..=65535).contains(&hp) {
                 self.err(
                     "port-range",
-                    mp.key("containerPort"),
-                    format!("Invalid 'containerPort' setting for container '{name}': {cp} is outside 1 to 65535."),
+                    mp.key("hostPort"),
+                    format!("Invalid 'hostPort' setting for container '{name}': {hp} is outside 1 to 65535."),
                 );
-                continue;
-            }
-            if let Some(hp) = m.host_port {
-                if !(0..=65535).contains(&hp) {
-                    self.err(
-                        "port-range",
+            } else if hp != 0 && hp != cp {
+                match mode {
+                    NetworkMode::Awsvpc => self.err(
+                        "awsvpc-host-port",
                         mp.key("hostPort"),
-                        format!("Invalid 'hostPort' setting for container '{name}': {hp} is outside 1 to 65535."),
-                    );
-                } else if hp != 0 && hp != cp {
-                    match mode {
-                        NetworkMode::Awsvpc => self.err(
-                            "awsvpc-host-port",
-                            mp.key("hostPort"),
-                            format!(
-                                "When networkMode=awsvpc, the host ports and container ports in \
-                                 port mappings must match (hostPort {hp}, containerPort {cp})."
-                            ),
+                        format!(
+                            "When networkMode=awsvpc, the host ports and container ports in \
+                             port mappings must match (hostPort {hp}, containerPort {cp})."
                         ),
-                        NetworkMode::Host => self.err(
-                            "host-network-host-port",
-                            mp.key("hostPort"),
-                            format!(
-                                "When networkMode=host, the host ports and container ports in port \
-                                 mappings must match (hostPort {hp}, containerPort {cp})."
-                            ),
+                    ),
+                    NetworkMode::Host => self.err(
+                        "host-network-host-port",
+                        mp.key("hostPort"),
+                        format!(
+                            "When networkMode=host, the host ports and container ports in port \
+                             mappings must match (hostPort {hp}, containerPort {cp})."
                         ),
-                        _ => {}
-                    }
+                    ),
+                    _ => {}
                 }
             }
-            // Containers of an awsvpc or host task share one network stack: one port, one owner.
-            // ECS documents "A port can only be included in one port mapping per container"
-            // (`containerPortRange`), not a refusal across containers: a warning.
-            let here = format!("{name} ({mp})");
-            if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host) {
-                if let Some(prev) = seen.insert((cp, protocol), here) {
-                    self.warn(
-                        "duplicate-port",
-                        mp.key("containerPort"),
-                        format!("Port {cp}/{protocol} is also mapped by {prev}: containers of a {mode} task share one network stack."),
-                    );
-                }
-            } else if mode == NetworkMode::Bridge
-                && let Some(prev) = seen.insert((cp, protocol), here)
-                && !prev.starts_with(&format!("{name} ("))
-            {
-                // On ECS each container of a bridge task has its own network namespace, so
-                // two may listen on one port; here they share one (networkMode's
-                // local-difference), and the second cannot bind it.
+        }
+        Some(cp)
+    }
+
+    /// A port mapped twice in one network stack.
+    fn shared_port(
+        &mut self,
+        mp: &JsonPath,
+        (name, mode): (&str, NetworkMode),
+        (cp, protocol): (i64, TransportProtocol),
+        seen: &mut HashMap<(i64, TransportProtocol), String>,
+    ) {
+        // Containers of an awsvpc or host task share one network stack: one port, one owner.
+        // ECS documents "A port can only be included in one port mapping per container"
+        // (`containerPortRange`), not a refusal across containers: a warning.
+        let here = format!("{name} ({mp})");
+        if matches!(mode, NetworkMode::Awsvpc | NetworkMode::Host) {
+            if let Some(prev) = seen.insert((cp, protocol), here) {
                 self.warn(
                     "duplicate-port",
                     mp.key("containerPort"),
-                    format!("Port {cp}/{protocol} is also mapped by {prev}: on ECS each container of a bridge task has its own network namespace, but here the task's containers share one, so only one of them can listen on it."),
+                    format!("Port {cp}/{protocol} is also mapped by {prev}: containers of a {mode} task share one network stack."),
                 );
             }
-            if let Some(pn) = m.name.as_deref() {
-                // Ref: ecs.json `PortMapping.name` (Service Connect): lowercase letters,
-                // numbers, underscores and hyphens, at most 64, not starting with a hyphen.
-                let ok = !pn.is_empty()
-                    && pn.len() <= 64
-                    && !pn.starts_with('-')
-                    && pn.chars().all(|ch| {
-                        ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-'
-                    });
-                if !ok {
-                    self.err(
-                        "port-mapping-name",
-                        mp.key("name"),
-                        format!(
-                            "Invalid port mapping name '{pn}': up to 64 lowercase letters, \
-                             numbers, underscores and hyphens, not starting with a hyphen."
-                        ),
-                    );
-                } else if !local_names.insert(pn) {
-                    self.warn(
-                        "port-mapping-name",
-                        mp.key("name"),
-                        format!("Port mapping name '{pn}' is used twice."),
-                    );
-                }
-            }
+        } else if mode == NetworkMode::Bridge
+            && let Some(prev) = seen.insert((cp, protocol), here)
+            && !prev.starts_with(&format!("{name} ("))
+        {
+            // On ECS each container of a bridge task has its own network namespace, so
+            // two may listen on one port; here they share one (networkMode's
+            // local-difference), and the second cannot bind it.
+            self.warn(
+                "duplicate-port",
+                mp.key("containerPort"),
+                format!("Port {cp}/{protocol} is also mapped by {prev}: on ECS each container of a bridge task has its own network namespace, but here the task's containers share one, so only one of them can listen on it."),
+            );
+        }
+    }
+
+    /// A port mapping's name (Service Connect): of its characters, once per container.
+    fn port_name<'c>(&mut self, mp: &JsonPath, pn: &'c str, local_names: &mut HashSet<&'c str>) {
+        // Ref: ecs.json `PortMapping.name` (Service Connect): lowercase letters,
+        // numbers, underscores and hyphens, at most 64, not starting with a hyphen.
+        let ok = !pn.is_empty()
+            && pn.len() <= 64
+            && !pn.starts_with('-')
+            && pn
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_' || ch == '-');
+        if !ok {
+            self.err(
+                "port-mapping-name",
+                mp.key("name"),
+                format!(
+                    "Invalid port mapping name '{pn}': up to 64 lowercase letters, \
+                 numbers, underscores and hyphens, not starting with a hyphen."
+                ),
+            );
+        } else if !local_names.insert(pn) {
+            self.warn(
+                "port-mapping-name",
+                mp.key("name"),
+                format!("Port mapping name '{pn}' is used twice."),
+            );
         }
     }
 
@@ -638,7 +675,15 @@ impl Checker {
         ipc: Option<IpcMode>,
         accelerators: &HashSet<&str>,
     ) {
-        let name = c.name_str();
+        self.security(c, p);
+        self.ulimits(c, p);
+        self.system_controls(c, p, mode, ipc);
+        self.resource_requirements(c, p, accelerators);
+        self.credentials_and_restart(c, p);
+    }
+
+    /// privileged, disableNetworking, DNS and dockerSecurityOptions.
+    fn security(&mut self, c: &ContainerDefinition, p: &JsonPath) {
         // Ref: developer guide, Fargate differences: privileged, disableNetworking,
         // dnsServers, dnsSearchDomains and dockerSecurityOptions are not valid on Fargate
         // (ecs.json `privileged`, `dockerSecurityOptions` say so too).
@@ -671,6 +716,9 @@ impl Checker {
                 );
             }
         }
+    }
+
+    fn ulimits(&mut self, c: &ContainerDefinition, p: &JsonPath) {
         // Ref: ecs.json `Ulimit` requires name, softLimit, hardLimit; soft above hard is
         // Docker's refusal at create, not ECS's at register (a warning).
         for (k, u) in c.ulimits.iter().flatten().enumerate() {
@@ -689,6 +737,15 @@ impl Checker {
                 _ => {}
             }
         }
+    }
+
+    fn system_controls(
+        &mut self,
+        c: &ContainerDefinition,
+        p: &JsonPath,
+        mode: NetworkMode,
+        ipc: Option<IpcMode>,
+    ) {
         for (k, sc) in c.system_controls.iter().flatten().enumerate() {
             // `SystemControl` has no required member in ecs.json; an entry without a
             // namespace sets nothing (a warning).
@@ -720,6 +777,15 @@ impl Checker {
                 );
             }
         }
+    }
+
+    fn resource_requirements(
+        &mut self,
+        c: &ContainerDefinition,
+        p: &JsonPath,
+        accelerators: &HashSet<&str>,
+    ) {
+        let name = c.name_str();
         // Ref: ecs.json `ResourceRequirement` (type and value required; for GPU "the number
         // of physical GPUs"; for InferenceAccelerator "should match the deviceName for an
         // InferenceAccelerator specified in a task definition"); GPUs are not valid on
@@ -750,6 +816,10 @@ impl Checker {
                 }
             }
         }
+    }
+
+    /// credentialSpecs and restartPolicy.
+    fn credentials_and_restart(&mut self, c: &ContainerDefinition, p: &JsonPath) {
         // Ref: ecs.json `ContainerDefinition.credentialSpecs`: "The maximum number of ARNs is 1."
         if let Some(specs) = &c.credential_specs
             && specs.len() > 1

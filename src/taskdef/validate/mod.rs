@@ -296,6 +296,17 @@ fn is_private_ecr(image: &str) -> bool {
         && parts.next().is_some_and(|p| p.starts_with("ecr"))
 }
 
+/// What the containers add up to, for the task-level rules ([`Checker::task_sums`]).
+#[derive(Default)]
+struct Sums {
+    cpu: i64,
+    /// memoryReservation.
+    reservation: i64,
+    /// memoryReservation, else memory.
+    reserved: i64,
+    essential: usize,
+}
+
 impl Checker {
     /// Whether the parser dropped this member (or an enclosing one).
     fn was_dropped(&self, path: &JsonPath) -> bool {
@@ -365,7 +376,59 @@ impl Checker {
         } else {
             (None, None)
         };
+        self.container_count(containers);
+        let index_of = self.container_names(containers);
 
+        let volume_names: HashSet<&str> = def
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.name.as_deref())
+            .collect();
+        let accelerator_names: HashSet<&str> = def
+            .inference_accelerators
+            .iter()
+            .flatten()
+            .filter_map(|a| a.device_name.as_deref())
+            .collect();
+        let has_log_router = containers
+            .iter()
+            .any(|c| c.firelens_configuration.is_some());
+
+        let mut sums = Sums::default();
+        let mut ports_seen: HashMap<(i64, TransportProtocol), String> = HashMap::new();
+        for (i, c) in containers.iter().enumerate() {
+            let p = cpath(i);
+            if c.is_essential() {
+                sums.essential += 1;
+            }
+            self.image(def, c, &p, task_level);
+            self.container_cpu(c, &p, task_cpu, &mut sums);
+            self.container_memory(def, c, &p, (task_level, task_memory), &mut sums);
+            self.ports(c, &p, mode, &mut ports_seen);
+            self.links(c, &p, mode, &index_of);
+            self.hosts(c, &p, mode);
+            self.depends_on(c, &p, containers, &index_of);
+            self.timeouts(c, &p);
+            self.health_check(c, &p);
+            self.mounts(c, &p, task_level, &volume_names, &index_of);
+            self.secrets_and_env(def, c, &p, task_level);
+            self.logging(def, c, &p, task_level, has_log_router);
+            self.linux_parameters(c, &p);
+            self.misc_container(c, &p, mode, def.ipc_mode, &accelerator_names);
+        }
+        self.task_sums(containers, &sums, (task_cpu, task_memory));
+        self.firelens(containers);
+        self.cycles(containers, &index_of, Graph::DependsOn);
+        self.cycles(containers, &index_of, Graph::Links);
+        if task_level {
+            self.volumes(def);
+            self.proxy(def, &index_of);
+        }
+    }
+
+    /// At least one container, at most 10.
+    fn container_count(&mut self, containers: &[ContainerDefinition]) {
         if containers.is_empty() {
             // Ref: ECS answers `--container-definitions '[]'` with "ClientException: Container
             // list cannot be empty." (quoted from a deployed account in the public corpus; fog's
@@ -389,7 +452,13 @@ impl Checker {
                 ),
             );
         }
+    }
 
+    /// Each container's name: given, of ECS's characters, unique. The index of each name.
+    fn container_names<'d>(
+        &mut self,
+        containers: &'d [ContainerDefinition],
+    ) -> HashMap<&'d str, usize> {
         let mut index_of: HashMap<&str, usize> = HashMap::new();
         for (i, c) in containers.iter().enumerate() {
             let p = cpath(i);
@@ -432,259 +501,263 @@ impl Checker {
                 }
             }
         }
+        index_of
+    }
 
-        let volume_names: HashSet<&str> = def
-            .volumes
-            .iter()
-            .flatten()
-            .filter_map(|v| v.name.as_deref())
-            .collect();
-        let accelerator_names: HashSet<&str> = def
-            .inference_accelerators
-            .iter()
-            .flatten()
-            .filter_map(|a| a.device_name.as_deref())
-            .collect();
-        let has_log_router = containers
-            .iter()
-            .any(|c| c.firelens_configuration.is_some());
-
-        let mut cpu_sum: i64 = 0;
-        let mut reserved_sum: i64 = 0;
-        let mut reservation_sum: i64 = 0;
-        let mut essential = 0;
-        let mut ports_seen: HashMap<(i64, TransportProtocol), String> = HashMap::new();
-        for (i, c) in containers.iter().enumerate() {
-            let name = c.name_str();
-            let p = cpath(i);
-            if c.is_essential() {
-                essential += 1;
-            }
-
-            // Image. Ref: ecs.json `ContainerDefinition.image`; ECS refuses a definition without
-            // one (aws/aws-cli#5924, "RegisterTaskDefinition operation no longer accepts
-            // task-definitions without an image"). A blank image (`" "`) names no image either: refused like an empty one, where
-            // ECS would only fail at the pull.
-            match c.image.as_deref().filter(|i| !i.trim().is_empty()) {
-                None => self.err(
-                    "image-required",
-                    p.key("image"),
-                    "Container.image should not be null or empty.",
-                ),
-                Some(img) if is_placeholder(img) => {
-                    self.out.push(placeholder(&p.key("image"), img))
-                }
-                Some(img) => {
-                    // Ref: ecs.json `ContainerDefinition.image`: up to 255 letters, numbers,
-                    // `-_:./#`; for `repository@digest` the 255 limit applies before the `@`.
-                    // Other characters: RegisterTaskDefinition's ClientException "Container.
-                    // image contains invalid characters." as users quote it (aws-actions/
-                    // amazon-ecs-render-task-definition#49, an unexpanded `$ECR_REGISTRY`;
-                    // Shippable/support#3094). The length's enforcement is not documented,
-                    // so a warning.
-                    let odd = img
-                        .chars()
-                        .any(|ch| !(ch.is_ascii_alphanumeric() || "-_:./#@".contains(ch)));
-                    let named = img.split_once('@').map_or(img, |(name, _)| name);
-                    if odd {
-                        self.err(
-                            "image-format",
-                            p.key("image"),
-                            format!(
-                                "Container.image contains invalid characters. ('{img}': ECS \
-                                 takes letters, numbers and -_:./# , and @ before a digest; is \
-                                 it a template placeholder?)"
-                            ),
-                        );
-                    } else if named.len() > 255 {
-                        self.warn(
-                            "image-format",
-                            p.key("image"),
-                            format!(
-                                "image '{img}' is longer than the 255 characters ECS documents \
-                                 for an image reference."
-                            ),
-                        );
-                    }
-                    // Ref: the ECS message users quote, "Fargate requires task definition to
-                    // have execution role ARN to support ECR images." (developer guide, task
-                    // execution IAM role: required for private ECR images on Fargate).
-                    if fargate
-                        && task_level
-                        && is_private_ecr(img)
-                        && blank(&def.execution_role_arn)
-                    {
-                        self.fargate_err(
-                            "fargate-execution-role",
-                            p.key("image"),
-                            "Fargate requires task definition to have execution role ARN to \
-                             support ECR images.",
-                        );
-                    }
-                }
-            }
-
-            // CPU and memory. Ref: ecs.json `ContainerDefinition.cpu`, `.memory`,
-            // `.memoryReservation`.
-            if let Some(cpu) = c.cpu {
-                if cpu < 0 {
-                    // Ref: ecs.json `ContainerDefinition.cpu`: "you can use CPU values below 2
-                    // … in your container definitions" (the agent passes them as 2 shares). No
-                    // refusal of a negative value is documented, so a warning.
-                    self.warn(
-                        "container-cpu",
-                        p.key("cpu"),
-                        format!("'cpu' of container '{name}' is {cpu}: a value below 2 gives the container 2 CPU shares, the kernel's minimum."),
-                    );
-                } else {
-                    cpu_sum = cpu_sum.saturating_add(cpu);
-                    // Implied by the sum rule below; reported on the container that alone
-                    // exceeds the task.
-                    if let Some(t) = task_cpu
-                        && cpu > i64::from(t.0)
-                    {
-                        self.err(
-                            "container-cpu-exceeds-task",
-                            p.key("cpu"),
-                            format!("The 'cpu' setting for container '{name}' ({cpu}) is greater than for the task ({t})."),
-                        );
-                    }
-                }
-            }
-            for (field, value) in [
-                ("memory", c.memory),
-                ("memoryReservation", c.memory_reservation),
-            ] {
-                let Some(m) = value else { continue };
-                // Ref: aws/amazon-ecs-agent#876 (ECS requires a value > 0 for memory and
-                // memoryReservation); the 6 MiB minimum is the ecs.json `memory` doc's advice
-                // for Docker 20.10, a warning.
-                if m <= 0 {
+    /// A container's image: given, of ECS's characters; on Fargate a private ECR image needs
+    /// the execution role.
+    fn image(
+        &mut self,
+        def: &TaskDefinition,
+        c: &ContainerDefinition,
+        p: &JsonPath,
+        task_level: bool,
+    ) {
+        let fargate = self.fargate.is_some();
+        // Image. Ref: ecs.json `ContainerDefinition.image`; ECS refuses a definition without
+        // one (aws/aws-cli#5924, "RegisterTaskDefinition operation no longer accepts
+        // task-definitions without an image"). A blank image (`" "`) names no image either: refused like an empty one, where
+        // ECS would only fail at the pull.
+        match c.image.as_deref().filter(|i| !i.trim().is_empty()) {
+            None => self.err(
+                "image-required",
+                p.key("image"),
+                "Container.image should not be null or empty.",
+            ),
+            Some(img) if is_placeholder(img) => self.out.push(placeholder(&p.key("image"), img)),
+            Some(img) => {
+                // Ref: ecs.json `ContainerDefinition.image`: up to 255 letters, numbers,
+                // `-_:./#`; for `repository@digest` the 255 limit applies before the `@`.
+                // Other characters: RegisterTaskDefinition's ClientException "Container.
+                // image contains invalid characters." as users quote it (aws-actions/
+                // amazon-ecs-render-task-definition#49, an unexpanded `$ECR_REGISTRY`;
+                // Shippable/support#3094). The length's enforcement is not documented,
+                // so a warning.
+                let odd = img
+                    .chars()
+                    .any(|ch| !(ch.is_ascii_alphanumeric() || "-_:./#@".contains(ch)));
+                let named = img.split_once('@').map_or(img, |(name, _)| name);
+                if odd {
                     self.err(
-                        "container-memory",
-                        p.key(field),
-                        format!("Invalid '{field}' setting for container '{name}': {m} is not a positive number of MiB."),
+                        "image-format",
+                        p.key("image"),
+                        format!(
+                            "Container.image contains invalid characters. ('{img}': ECS \
+                             takes letters, numbers and -_:./# , and @ before a digest; is \
+                             it a template placeholder?)"
+                        ),
                     );
-                    continue;
-                }
-                if m < 6 {
+                } else if named.len() > 255 {
                     self.warn(
-                        "container-memory-minimum",
-                        p.key(field),
-                        format!("'{field}' of container '{name}' is {m} MiB: Docker 20.10 and later refuse less than 6 MiB."),
+                        "image-format",
+                        p.key("image"),
+                        format!(
+                            "image '{img}' is longer than the 255 characters ECS documents \
+                             for an image reference."
+                        ),
                     );
                 }
-                // Ref: ECS's "The 'memory' setting for container 'x' is greater than for the
-                // task." (pulumi/pulumi-awsx#188).
-                if let Some(t) = task_memory
-                    && m as u64 > t.0
+                // Ref: the ECS message users quote, "Fargate requires task definition to
+                // have execution role ARN to support ECR images." (developer guide, task
+                // execution IAM role: required for private ECR images on Fargate).
+                if fargate && task_level && is_private_ecr(img) && blank(&def.execution_role_arn) {
+                    self.fargate_err(
+                        "fargate-execution-role",
+                        p.key("image"),
+                        "Fargate requires task definition to have execution role ARN to \
+                         support ECR images.",
+                    );
+                }
+            }
+        }
+    }
+
+    /// A container's cpu, counted into the task's sum.
+    fn container_cpu(
+        &mut self,
+        c: &ContainerDefinition,
+        p: &JsonPath,
+        task_cpu: Option<CpuUnits>,
+        sums: &mut Sums,
+    ) {
+        let name = c.name_str();
+        // CPU and memory. Ref: ecs.json `ContainerDefinition.cpu`, `.memory`,
+        // `.memoryReservation`.
+        if let Some(cpu) = c.cpu {
+            if cpu < 0 {
+                // Ref: ecs.json `ContainerDefinition.cpu`: "you can use CPU values below 2
+                // … in your container definitions" (the agent passes them as 2 shares). No
+                // refusal of a negative value is documented, so a warning.
+                self.warn(
+                    "container-cpu",
+                    p.key("cpu"),
+                    format!("'cpu' of container '{name}' is {cpu}: a value below 2 gives the container 2 CPU shares, the kernel's minimum."),
+                );
+            } else {
+                sums.cpu = sums.cpu.saturating_add(cpu);
+                // Implied by the sum rule below; reported on the container that alone
+                // exceeds the task.
+                if let Some(t) = task_cpu
+                    && cpu > i64::from(t.0)
                 {
                     self.err(
-                        "container-memory-exceeds-task",
-                        p.key(field),
-                        format!("The '{field}' setting for container '{name}' ({m}) is greater than for the task ({t})."),
+                        "container-cpu-exceeds-task",
+                        p.key("cpu"),
+                        format!("The 'cpu' setting for container '{name}' ({cpu}) is greater than for the task ({t})."),
                     );
                 }
             }
-            // Ref: ecs.json `memory` ("memory must be greater than memoryReservation"); ECS
-            // accepts equal values (awsdocs/amazon-ecs-developer-guide#242), so only less is
-            // refused.
-            if let (Some(m), Some(r)) = (c.memory, c.memory_reservation)
-                && m > 0
-                && r > 0
-                && m < r
-            {
-                self.err(
-                    "memory-reservation",
-                    p.key("memoryReservation"),
-                    format!(
-                        "Invalid setting for container '{name}'. 'memory' ({m}) must be greater \
-                         than or equal to 'memoryReservation' ({r})."
-                    ),
-                );
-            }
-            // Task memory that is set but invalid or a placeholder is reported on its own.
-            // Ref: ecs.json `memoryReservation` ("If a task-level memory value is not
-            // specified, you must specify a non-zero integer for one or both of memory or
-            // memoryReservation"); ECS's words in sil-org/ecs-deploy#59.
-            if task_level
-                && def.memory.is_none()
-                && c.memory.is_none()
-                && c.memory_reservation.is_none()
-                && !self.was_dropped(&p.key("memory"))
-                && !self.was_dropped(&p.key("memoryReservation"))
-            {
-                self.err(
-                    "container-memory-required",
-                    p.key("memory"),
-                    format!(
-                        "Invalid setting for container '{name}'. At least one of 'memory' or \
-                         'memoryReservation' must be specified (or set the task-level memory)."
-                    ),
-                );
-            }
-            reservation_sum =
-                reservation_sum.saturating_add(c.memory_reservation.unwrap_or(0).max(0));
-            reserved_sum =
-                reserved_sum.saturating_add(c.memory_reservation.or(c.memory).unwrap_or(0).max(0));
+        }
+    }
 
-            self.ports(c, &p, mode, &mut ports_seen);
-            self.links(c, &p, mode, &index_of);
-            // Ref: ecs.json `ContainerDefinition.hostname` ("not supported if you're using the
-            // awsvpc network mode") and `.extraHosts` (likewise).
-            if let Some(h) = c.hostname.as_deref().filter(|h| !h.is_empty()) {
+    /// A container's memory and memoryReservation, counted into the task's sums.
+    fn container_memory(
+        &mut self,
+        def: &TaskDefinition,
+        c: &ContainerDefinition,
+        p: &JsonPath,
+        (task_level, task_memory): (bool, Option<MemoryMib>),
+        sums: &mut Sums,
+    ) {
+        let name = c.name_str();
+        for (field, value) in [
+            ("memory", c.memory),
+            ("memoryReservation", c.memory_reservation),
+        ] {
+            let Some(m) = value else { continue };
+            // Ref: aws/amazon-ecs-agent#876 (ECS requires a value > 0 for memory and
+            // memoryReservation); the 6 MiB minimum is the ecs.json `memory` doc's advice
+            // for Docker 20.10, a warning.
+            if m <= 0 {
+                self.err(
+                    "container-memory",
+                    p.key(field),
+                    format!("Invalid '{field}' setting for container '{name}': {m} is not a positive number of MiB."),
+                );
+                continue;
+            }
+            if m < 6 {
+                self.warn(
+                    "container-memory-minimum",
+                    p.key(field),
+                    format!("'{field}' of container '{name}' is {m} MiB: Docker 20.10 and later refuse less than 6 MiB."),
+                );
+            }
+            // Ref: ECS's "The 'memory' setting for container 'x' is greater than for the
+            // task." (pulumi/pulumi-awsx#188).
+            if let Some(t) = task_memory
+                && m as u64 > t.0
+            {
+                self.err(
+                    "container-memory-exceeds-task",
+                    p.key(field),
+                    format!("The '{field}' setting for container '{name}' ({m}) is greater than for the task ({t})."),
+                );
+            }
+        }
+        // Ref: ecs.json `memory` ("memory must be greater than memoryReservation"); ECS
+        // accepts equal values (awsdocs/amazon-ecs-developer-guide#242), so only less is
+        // refused.
+        if let (Some(m), Some(r)) = (c.memory, c.memory_reservation)
+            && m > 0
+            && r > 0
+            && m < r
+        {
+            self.err(
+                "memory-reservation",
+                p.key("memoryReservation"),
+                format!(
+                    "Invalid setting for container '{name}'. 'memory' ({m}) must be greater \
+                     than or equal to 'memoryReservation' ({r})."
+                ),
+            );
+        }
+        // Task memory that is set but invalid or a placeholder is reported on its own.
+        // Ref: ecs.json `memoryReservation` ("If a task-level memory value is not
+        // specified, you must specify a non-zero integer for one or both of memory or
+        // memoryReservation"); ECS's words in sil-org/ecs-deploy#59.
+        if task_level
+            && def.memory.is_none()
+            && c.memory.is_none()
+            && c.memory_reservation.is_none()
+            && !self.was_dropped(&p.key("memory"))
+            && !self.was_dropped(&p.key("memoryReservation"))
+        {
+            self.err(
+                "container-memory-required",
+                p.key("memory"),
+                format!(
+                    "Invalid setting for container '{name}'. At least one of 'memory' or \
+                     'memoryReservation' must be specified (or set the task-level memory)."
+                ),
+            );
+        }
+        sums.reservation = sums
+            .reservation
+            .saturating_add(c.memory_reservation.unwrap_or(0).max(0));
+        sums.reserved = sums
+            .reserved
+            .saturating_add(c.memory_reservation.or(c.memory).unwrap_or(0).max(0));
+    }
+
+    /// A container's hostname and extraHosts.
+    fn hosts(&mut self, c: &ContainerDefinition, p: &JsonPath, mode: NetworkMode) {
+        let fargate = self.fargate.is_some();
+        // Ref: ecs.json `ContainerDefinition.hostname` ("not supported if you're using the
+        // awsvpc network mode") and `.extraHosts` (likewise).
+        if let Some(h) = c.hostname.as_deref().filter(|h| !h.is_empty()) {
+            if fargate {
+                self.fargate_unsupported(p.key("hostname"), "hostname");
+            } else if mode == NetworkMode::Awsvpc {
+                self.err(
+                    "awsvpc-hostname",
+                    p.key("hostname"),
+                    format!("hostname is not supported on container when networkMode=awsvpc (hostname '{h}')."),
+                );
+            }
+        }
+        if let Some(hosts) = &c.extra_hosts {
+            // Ref: ecs.json `HostEntry` requires hostname and ipAddress.
+            for (k, h) in hosts.iter().enumerate() {
+                if blank(&h.hostname) {
+                    self.required(
+                        p.key("extraHosts").index(k).key("hostname"),
+                        "extraHosts hostname",
+                    );
+                }
+                if blank(&h.ip_address) {
+                    self.required(
+                        p.key("extraHosts").index(k).key("ipAddress"),
+                        "extraHosts ipAddress",
+                    );
+                }
+            }
+            if !hosts.is_empty() {
                 if fargate {
-                    self.fargate_unsupported(p.key("hostname"), "hostname");
+                    self.fargate_unsupported(p.key("extraHosts"), "extraHosts");
                 } else if mode == NetworkMode::Awsvpc {
                     self.err(
-                        "awsvpc-hostname",
-                        p.key("hostname"),
-                        format!("hostname is not supported on container when networkMode=awsvpc (hostname '{h}')."),
+                        "awsvpc-extra-hosts",
+                        p.key("extraHosts"),
+                        "extraHosts is not supported when networkMode=awsvpc.",
                     );
                 }
             }
-            if let Some(hosts) = &c.extra_hosts {
-                // Ref: ecs.json `HostEntry` requires hostname and ipAddress.
-                for (k, h) in hosts.iter().enumerate() {
-                    if blank(&h.hostname) {
-                        self.required(
-                            p.key("extraHosts").index(k).key("hostname"),
-                            "extraHosts hostname",
-                        );
-                    }
-                    if blank(&h.ip_address) {
-                        self.required(
-                            p.key("extraHosts").index(k).key("ipAddress"),
-                            "extraHosts ipAddress",
-                        );
-                    }
-                }
-                if !hosts.is_empty() {
-                    if fargate {
-                        self.fargate_unsupported(p.key("extraHosts"), "extraHosts");
-                    } else if mode == NetworkMode::Awsvpc {
-                        self.err(
-                            "awsvpc-extra-hosts",
-                            p.key("extraHosts"),
-                            "extraHosts is not supported when networkMode=awsvpc.",
-                        );
-                    }
-                }
-            }
-
-            self.depends_on(c, &p, containers, &index_of);
-            self.timeouts(c, &p);
-            self.health_check(c, &p);
-            self.mounts(c, &p, task_level, &volume_names, &index_of);
-            self.secrets_and_env(def, c, &p, task_level);
-            self.logging(def, c, &p, task_level, has_log_router);
-            self.linux_parameters(c, &p);
-            self.misc_container(c, &p, mode, def.ipc_mode, &accelerator_names);
         }
+    }
 
+    /// What the containers add up to: an essential one, their cpu and memory within the
+    /// task's.
+    fn task_sums(
+        &mut self,
+        containers: &[ContainerDefinition],
+        sums: &Sums,
+        (task_cpu, task_memory): (Option<CpuUnits>, Option<MemoryMib>),
+    ) {
+        let (cpu_sum, reservation_sum, reserved_sum) = (sums.cpu, sums.reservation, sums.reserved);
         // Ref: ecs.json `ContainerDefinition.essential`: "All tasks must have at least one
         // essential container."
-        if !containers.is_empty() && essential == 0 {
+        if !containers.is_empty() && sums.essential == 0 {
             self.err(
                 "essential-required",
                 root().key("containerDefinitions"),
@@ -732,13 +805,6 @@ impl Checker {
                 format!("The containers reserve {reserved_sum} MiB in total (memoryReservation, else memory), more than the task's {t} MiB."),
             );
         }
-        self.firelens(containers);
-        self.cycles(containers, &index_of, Graph::DependsOn);
-        self.cycles(containers, &index_of, Graph::Links);
-        if task_level {
-            self.volumes(def);
-            self.proxy(def, &index_of);
-        }
     }
 
     /// Task-level members; returns the task cpu and memory when they parse.
@@ -747,6 +813,17 @@ impl Checker {
         def: &TaskDefinition,
         declared_mode: Option<NetworkMode>,
     ) -> (Option<CpuUnits>, Option<MemoryMib>) {
+        self.family(def);
+        let (cpu, memory) = self.task_size(def);
+        self.fargate_task(def, declared_mode, (cpu, memory));
+        self.placement_constraints(def);
+        self.accelerators_and_storage(def);
+        self.tags(def.tags.as_deref().unwrap_or(&[]));
+        (cpu, memory)
+    }
+
+    /// The family: given, of ECS's characters.
+    fn family(&mut self, def: &TaskDefinition) {
         // Ref: ecs.json `RegisterTaskDefinitionRequest.family` (required; "Up to 255 letters
         // (uppercase and lowercase), numbers, underscores, and hyphens are allowed").
         match def.family.as_deref() {
@@ -766,7 +843,10 @@ impl Checker {
             ),
             Some(_) => {}
         }
+    }
 
+    /// The task's cpu and memory, when they parse and are in range.
+    fn task_size(&mut self, def: &TaskDefinition) -> (Option<CpuUnits>, Option<MemoryMib>) {
         // Ref: ecs.json `RegisterTaskDefinitionRequest.cpu`: "Supported values are between 128
         // CPU units (0.125 vCPUs) and 196608 CPU units (192 vCPUs)"; ECS's message "Invalid
         // 'cpu' setting for task." (developer guide, task-cpu-memory-error.html). Memory: the
@@ -815,86 +895,93 @@ impl Checker {
                     None
                 }
             });
+        (cpu, memory)
+    }
 
-        // Ref: ecs.json `RegisterTaskDefinitionRequest.networkMode` ("If you're using
-        // Fargate, the awsvpc network mode is required"), `.cpu`/`.memory` ("This field is
-        // required for Fargate" and the table of pairs, also task-cpu-memory-error.html with
-        // ECS's "No Fargate configuration exists for given values"; Windows needs 1 vCPU),
-        // `.ipcMode` (not supported on Fargate), `.pidMode` ("On Fargate for Linux
-        // containers, the only valid value is task"), placementConstraints (developer guide,
-        // Fargate differences).
-        if self.fargate.is_some() {
-            if declared_mode != Some(NetworkMode::Awsvpc) {
-                let found =
-                    declared_mode.map_or("absent, so bridge".to_string(), |m| m.to_string());
-                self.fargate_err(
-                    "fargate-network-mode",
-                    root().key("networkMode"),
-                    format!(
-                        "Fargate only supports network mode 'awsvpc' (networkMode is {found})."
-                    ),
-                );
-            }
-            if def.cpu.is_none() {
-                self.fargate_err(
-                    "fargate-task-size",
-                    root().key("cpu"),
-                    "Fargate requires that 'cpu' be defined at the task level.",
-                );
-            }
-            if def.memory.is_none() {
-                self.fargate_err(
-                    "fargate-task-size",
-                    root().key("memory"),
-                    "Fargate requires that 'memory' be defined at the task level.",
-                );
-            }
-            if let (Some(c), Some(m)) = (cpu, memory)
-                && !fargate_pair_is_valid(c, m)
-            {
-                let hint = match fargate_memory_choices(c) {
-                    Some(choices) => format!("with {c} CPU units Fargate offers {choices} MiB"),
-                    None => format!("Fargate CPU sizes are {FARGATE_CPU_VALUES}"),
-                };
-                self.fargate_err(
-                    "fargate-task-size",
-                    root().key("memory"),
-                    format!(
-                        "No Fargate configuration exists for given values: {c} CPU, {m} memory. \
-                         See the Amazon ECS documentation for the valid values ({hint})."
-                    ),
-                );
-            }
-            let windows = def
-                .runtime_platform
-                .as_ref()
-                .and_then(|r| r.operating_system_family)
-                .is_some_and(OsFamily::is_windows);
-            if windows && cpu.is_some_and(|c| c.0 < 1024) {
-                self.fargate_err(
-                    "fargate-task-size",
-                    root().key("cpu"),
-                    "The CPU units cannot be less than 1 vCPU when you use Windows containers on Fargate.",
-                );
-            }
-            if def.ipc_mode.is_some() {
-                self.fargate_unsupported(root().key("ipcMode"), "ipcMode");
-            }
-            if def.pid_mode == Some(PidMode::Host) {
-                self.fargate_err(
-                    "fargate-pid-mode",
-                    root().key("pidMode"),
-                    "On Fargate the only valid pidMode is 'task'.",
-                );
-            }
-            if non_empty(&def.placement_constraints) {
-                self.fargate_unsupported(
-                    root().key("placementConstraints"),
-                    "placementConstraints",
-                );
-            }
+    /// The task-level rules of Fargate (only when they apply).
+    /// Ref: ecs.json `RegisterTaskDefinitionRequest.networkMode` ("If you're using
+    /// Fargate, the awsvpc network mode is required"), `.cpu`/`.memory` ("This field is
+    /// required for Fargate" and the table of pairs, also task-cpu-memory-error.html with
+    /// ECS's "No Fargate configuration exists for given values"; Windows needs 1 vCPU),
+    /// `.ipcMode` (not supported on Fargate), `.pidMode` ("On Fargate for Linux
+    /// containers, the only valid value is task"), placementConstraints (developer guide,
+    /// Fargate differences).
+    fn fargate_task(
+        &mut self,
+        def: &TaskDefinition,
+        declared_mode: Option<NetworkMode>,
+        (cpu, memory): (Option<CpuUnits>, Option<MemoryMib>),
+    ) {
+        if self.fargate.is_none() {
+            return;
         }
+        if declared_mode != Some(NetworkMode::Awsvpc) {
+            let found = declared_mode.map_or("absent, so bridge".to_string(), |m| m.to_string());
+            self.fargate_err(
+                "fargate-network-mode",
+                root().key("networkMode"),
+                format!("Fargate only supports network mode 'awsvpc' (networkMode is {found})."),
+            );
+        }
+        if def.cpu.is_none() {
+            self.fargate_err(
+                "fargate-task-size",
+                root().key("cpu"),
+                "Fargate requires that 'cpu' be defined at the task level.",
+            );
+        }
+        if def.memory.is_none() {
+            self.fargate_err(
+                "fargate-task-size",
+                root().key("memory"),
+                "Fargate requires that 'memory' be defined at the task level.",
+            );
+        }
+        if let (Some(c), Some(m)) = (cpu, memory)
+            && !fargate_pair_is_valid(c, m)
+        {
+            let hint = match fargate_memory_choices(c) {
+                Some(choices) => format!("with {c} CPU units Fargate offers {choices} MiB"),
+                None => format!("Fargate CPU sizes are {FARGATE_CPU_VALUES}"),
+            };
+            self.fargate_err(
+                "fargate-task-size",
+                root().key("memory"),
+                format!(
+                    "No Fargate configuration exists for given values: {c} CPU, {m} memory. \
+                     See the Amazon ECS documentation for the valid values ({hint})."
+                ),
+            );
+        }
+        let windows = def
+            .runtime_platform
+            .as_ref()
+            .and_then(|r| r.operating_system_family)
+            .is_some_and(OsFamily::is_windows);
+        if windows && cpu.is_some_and(|c| c.0 < 1024) {
+            self.fargate_err(
+                "fargate-task-size",
+                root().key("cpu"),
+                "The CPU units cannot be less than 1 vCPU when you use Windows containers on Fargate.",
+            );
+        }
+        if def.ipc_mode.is_some() {
+            self.fargate_unsupported(root().key("ipcMode"), "ipcMode");
+        }
+        if def.pid_mode == Some(PidMode::Host) {
+            self.fargate_err(
+                "fargate-pid-mode",
+                root().key("pidMode"),
+                "On Fargate the only valid pidMode is 'task'.",
+            );
+        }
+        if non_empty(&def.placement_constraints) {
+            self.fargate_unsupported(root().key("placementConstraints"), "placementConstraints");
+        }
+    }
 
+    /// The placement constraints: each with a type and an expression that parses.
+    fn placement_constraints(&mut self, def: &TaskDefinition) {
         // Ref: ecs.json `TaskDefinitionPlacementConstraint` has no required member and
         // `type` has one value (memberOf), so a constraint without one means nothing: a
         // warning, not a refusal.
@@ -924,6 +1011,10 @@ impl Checker {
                 );
             }
         }
+    }
+
+    /// The inference accelerators' required members and the ephemeral storage's size.
+    fn accelerators_and_storage(&mut self, def: &TaskDefinition) {
         // Ref: ecs.json `InferenceAccelerator` requires deviceName and deviceType.
         for (k, a) in def.inference_accelerators.iter().flatten().enumerate() {
             let p = root().key("inferenceAccelerators").index(k);
@@ -950,8 +1041,6 @@ impl Checker {
                 ),
             }
         }
-        self.tags(def.tags.as_deref().unwrap_or(&[]));
-        (cpu, memory)
     }
 
     fn tags(&mut self, tags: &[Tag]) {

@@ -3,6 +3,7 @@
 //! other operations read the store and talk to those supervisors. Each first notices tasks
 //! whose supervisor died (see supervisor::reconcile).
 
+mod run;
 use super::clusters::{self, check_cluster};
 use super::names::{self, cluster_name, task_id};
 use super::shapes::{
@@ -22,6 +23,9 @@ use crate::task::shape::{self, Task};
 use crate::task::{PullPolicy, TaskOverride, TaskPaths, stop};
 use crate::taskdef::{self, AwsContext, LaunchType};
 use anyhow::Context;
+use run::{
+    checked_request, launch_notes, launch_request, launch_strategy, place_here, remember_token,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -354,59 +358,7 @@ pub fn run_task_with(
     launcher: &dyn Launcher,
 ) -> EcsResult<Started> {
     let request_warnings = request_warnings(&req);
-    let count = req.count.unwrap_or(1);
-    if !(1..=10).contains(&count) {
-        return Err(EcsError::invalid(format!(
-            "count {count}: must be between 1 and 10"
-        )));
-    }
-    if !local.files {
-        super::no_files(&req.task_definition)?;
-        no_local_environment_files(&req.overrides)?;
-    }
-    check_overrides_size(&req.overrides)?;
-    let mut launch_type: Option<LaunchType> =
-        enum_member("launchType", req.launch_type.as_deref())?;
-    checked_tags(&req.tags)?;
-    check_client_token(req.client_token.as_deref())?;
-    check_placement(
-        req.placement_constraints.as_deref(),
-        req.placement_strategy.as_deref(),
-    )?;
-    super::on_box::plan(
-        req.placement_constraints.as_deref(),
-        req.placement_strategy.as_deref(),
-    )?;
-    // Ref: ecs.json `RunTaskRequest.propagateTags`: "An error will be received if you
-    // specify the SERVICE option when running a task."
-    match req.propagate_tags.as_deref() {
-        None | Some("NONE" | "TASK_DEFINITION") => {}
-        Some("SERVICE") => {
-            return Err(EcsError::invalid(
-                "propagateTags SERVICE: a task run by RunTask has no service to propagate tags \
-                 from (use TASK_DEFINITION or NONE)",
-            ));
-        }
-        Some(other) => {
-            return Err(EcsError::invalid(format!(
-                "propagateTags {other:?}: must be TASK_DEFINITION, SERVICE or NONE"
-            )));
-        }
-    }
-    // Ref: ecs.json `RunTaskRequest.capacityProviderStrategy`: "If a
-    // capacityProviderStrategy is specified, the launchType parameter must be omitted."
-    if req.capacity_provider_strategy.is_some() && launch_type.is_some() {
-        return Err(EcsError::invalid(
-            "Specifying both a launch type and capacity provider strategy is not supported. \
-             Remove one and try again.",
-        ));
-    }
-    let network_configuration = req
-        .network_configuration
-        .as_ref()
-        .map(|v| crate::supervisor::isolation::network::parse_network_configuration(&v.to_string()))
-        .transpose()
-        .map_err(|e| EcsError::invalid(format!("networkConfiguration: {e}")))?;
+    let (count, mut launch_type, network_configuration) = checked_request(&req, &local)?;
     let ctx = AwsContext::from_env();
     let mut store = ecs.open_store()?;
     let cluster = clusters::for_run(
@@ -426,23 +378,7 @@ pub fn run_task_with(
     }
     let token = req.client_token.clone();
     let launched = (|| -> EcsResult<(Started, Vec<Warning>)> {
-        // A strategy (the request's, else the cluster's default when no launch type is asked
-        // for) resolves to the FARGATE launch type.
-        let cluster_row = store.cluster(&cluster).map_err(anyhow::Error::from)?;
-        let strategy: Vec<CapacityProviderStrategyItem> =
-            match (&req.capacity_provider_strategy, launch_type) {
-                (Some(s), _) => s.clone(),
-                (None, None) => cluster_row
-                    .iter()
-                    .flat_map(|c| c.default_capacity_provider_strategy.iter())
-                    .filter_map(|v| serde_json::from_value(v.clone()).ok())
-                    .collect(),
-                (None, Some(_)) => Vec::new(),
-            };
-        if !strategy.is_empty() {
-            clusters::check_request_strategy(cluster_row.as_ref(), &strategy, &cluster)?;
-            launch_type = Some(LaunchType::Fargate);
-        }
+        let strategy = launch_strategy(&store, &req, &cluster, &mut launch_type)?;
         let providers = distribute(&strategy, count);
         let resolved =
             resolve(&mut store, &req.task_definition, &ctx, launch_type).with_context(|| {
@@ -475,108 +411,33 @@ pub fn run_task_with(
         let fargate = launch_type.map_or(def_fargate, |l| l == LaunchType::Fargate);
         let platform_version = platform_version(req.platform_version.as_deref(), fargate)?;
         let mut request_warnings = request_warnings;
-        if let Some(v) = platform_version.as_deref()
-            && v != shape::FARGATE_LATEST
-        {
-            request_warnings.push(format!(
-                "platformVersion: honoured with a local difference: recorded as {v}; the task runs \
-                 with what this host does, which follows platform version {}",
-                shape::FARGATE_LATEST
-            ));
-        }
-        if fargate
-            && req
-                .placement_constraints
-                .as_ref()
-                .is_some_and(|c| !c.is_empty())
-        {
-            request_warnings.push(
-                "placementConstraints: not applied here: a FARGATE task runs on no container \
-                 instance (ECS: task placement constraints are not supported with Fargate)"
-                    .into(),
-            );
-        }
-        if fargate
-            && req
-                .placement_strategy
-                .as_ref()
-                .is_some_and(|s| !s.is_empty())
-        {
-            request_warnings.push(
-                "placementStrategy: not applied here: a FARGATE task runs on no container \
-                 instance"
-                    .into(),
-            );
-        }
+        launch_notes(
+            &req,
+            fargate,
+            platform_version.as_deref(),
+            &mut request_warnings,
+        );
         // What Fargate would refuse, launchType FARGATE refuses too (RunTask's exception).
         if launch_type == Some(LaunchType::Fargate) {
             fargate_check(&req.task_definition, &resolved.stored)?;
         }
         let tags = task_tags(&store, &req, &resolved.stored, &cluster)?;
-        let launch = launch::Request {
-            cluster: cluster.clone(),
-            launch_type: launch_type.map(|l| launch_type_str(l).to_string()),
-            started_by: req.started_by.clone(),
-            group: req.group.clone(),
-            overrides: req.overrides.clone(),
-            tags,
-            enable_execute_command: req.enable_execute_command,
-            env_file: local.env_file,
-            volume_map: local.volume_map,
-            network_configuration,
-            secrets_file: local.secrets_file,
-            host_credentials: local.host_credentials,
-            warnings: request_warnings,
-            image_scope: local.deployment,
-            host_execution_credentials: local.host_execution_credentials,
-            launch: LaunchRecord {
-                capacity_provider_name: None,
-                platform_version,
-                reference_id: req.reference_id.clone(),
-                placement_constraints: req
-                    .placement_constraints
-                    .as_ref()
-                    .and_then(|v| serde_json::to_value(v).ok()),
-                placement_strategy: req
-                    .placement_strategy
-                    .as_ref()
-                    .and_then(|v| serde_json::to_value(v).ok()),
-                client_token: req.client_token.clone(),
-                container_instance_arn: None,
-            },
-        };
         let supervision = Supervision {
             pull: local.pull,
             follow: local.follow,
-            early: local.early,
+            early: local.early.take(),
         };
-        // A task on this box's container instance is placed there first (resources,
-        // constraints): the lock is held until its rows are written, so two RunTasks
-        // (API or CLI) never both take the last memory. FARGATE tasks use no container
-        // instance, as in ECS.
-        // In cluster mode the launcher places on the cluster's instances itself.
-        let (count, failures, _lock) = if fargate || !launcher.on_this_box() {
-            (count, Vec::new(), None)
-        } else {
-            let lock = super::on_box::lock(&ecs.root)?;
-            let asked = super::on_box::Asked {
-                overrides: &req.overrides,
-                group: req.group.as_deref(),
-                constraints: req.placement_constraints.as_deref().unwrap_or_default(),
-                strategy: req.placement_strategy.as_deref().unwrap_or_default(),
-                count,
-            };
-            let mut placed = super::on_box::place(&store, &cluster, &resolved.stored, &asked)?;
-            if !placed.1.is_empty() {
-                // Tasks whose supervisor died give their resources back, then placement
-                // is tried again; only then, so a launch that fits does not walk every
-                // task's supervisor (that walk grows with the number of tasks).
-                ecs.reconcile(&mut store);
-                placed = super::on_box::place(&store, &cluster, &resolved.stored, &asked)?;
-            }
-            let (placed, failures) = placed;
-            (placed, failures, Some(lock))
-        };
+        let launch = launch_request(
+            &req,
+            local,
+            (&cluster, launch_type, tags),
+            network_configuration,
+            (request_warnings, platform_version),
+        );
+        let on_this_box = launcher.on_this_box();
+        let here = (count, fargate, on_this_box);
+        let (count, failures, _lock) =
+            place_here(ecs, &mut store, (&req, &cluster, &resolved.stored), here)?;
         if count == 0 {
             return Ok((Started::none(store, failures), warnings));
         }
@@ -607,29 +468,7 @@ pub fn run_task_with(
             return Err(e);
         }
     };
-    if let Some(token) = &token
-        && started.response.tasks.is_empty()
-    {
-        // Nothing was placed: a retry with the token places again.
-        if let Err(err) = started.store.release_run_token(&cluster, token) {
-            tracing::warn!(error = %err, "failed to release a RunTask client token");
-        }
-    } else if let Some(token) = &token {
-        let used = RunToken {
-            request: digest,
-            task_arns: started
-                .response
-                .tasks
-                .iter()
-                .map(|t| t.task_arn.clone())
-                .collect(),
-            created_at_ms: now,
-        };
-        started
-            .store
-            .save_run_token(&cluster, token, &used, now - CLIENT_TOKEN_TTL_MS)
-            .map_err(anyhow::Error::from)?;
-    }
+    remember_token(&mut started, &cluster, token, (digest, now))?;
     warnings.append(&mut started.warnings);
     started.warnings = warnings;
     Ok(started)
