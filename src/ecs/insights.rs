@@ -70,7 +70,13 @@ fn metric(name: &str, dims: &[(&str, &str)]) -> MetricId {
 /// storage bytes) and its memory in use.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
+    /// The sample's time, which its datums carry.
     pub at: Millis,
+    /// When the reading was taken (0: at `at`): rates are over the readings' own times.
+    /// A sample's `at` is the time serve asked for, and a task may start between that and
+    /// the reading: its first rate, against its start, over `at` would divide what it used
+    /// by a few milliseconds (or less than none).
+    pub read: Millis,
     pub cpu_ns: u64,
     pub mem: u64,
     /// Received and sent bytes of the task's network namespace (not loopback); `None` in
@@ -87,10 +93,17 @@ impl Usage {
     /// What a task had used when it started: nothing (its cgroups and network namespace
     /// are its own and new).
     pub fn at_start(t: &TaskRow) -> Usage {
+        let at = t.started_at.unwrap_or(t.created_at);
         Usage {
-            at: t.started_at.unwrap_or(t.created_at),
+            at,
+            read: at,
             ..Usage::default()
         }
+    }
+
+    /// When the reading was taken.
+    fn taken(&self) -> Millis {
+        if self.read != 0 { self.read } else { self.at }
     }
 }
 
@@ -120,7 +133,7 @@ pub fn task_data(
             ("ServiceName", s),
         ]);
     }
-    let secs = (now.at - before.at).max(1) as f64 / 1000.0;
+    let secs = (now.taken() - before.taken()).max(1) as f64 / 1000.0;
     let mut figures: Vec<(&str, &str, f64)> = Vec::new();
     if let Some(units) = reserved.0 {
         // One vCPU busy for the whole interval is 1,024 CPU units.
@@ -232,6 +245,35 @@ mod tests {
     }
 
     #[test]
+    fn a_task_started_after_the_sample_s_time_is_rated_over_what_it_ran() {
+        // serve asked for the sample at 30.000 s; the task started at 30.200 s and was
+        // read at 31.200 s, having used a quarter of a vCPU for that second: 256 units,
+        // not its use divided by the 1 ms its start and the sample's time are apart.
+        let mut t = task(true);
+        t.started_at = Some(30_200);
+        let before = Usage::at_start(&t);
+        let now = Usage {
+            at: 30_000,
+            read: 31_200,
+            cpu_ns: 250_000_000,
+            ..Usage::default()
+        };
+        let mut out = BTreeMap::new();
+        task_data(
+            &mut out,
+            &t,
+            Some("svc"),
+            (Some(256.0), None),
+            &now,
+            &before,
+            false,
+        );
+        let used = &out[&metric("CpuUtilized", &[("ClusterName", t.cluster.as_str())])];
+        assert_eq!(used[0].at, 30_000, "the datum carries the sample's time");
+        assert!((used[0].stats.sum - 256.0).abs() < 1.0, "{used:?}");
+    }
+
+    #[test]
     fn a_task_gives_each_figure_per_dimension_set_in_container_insights_units() {
         let t = task(true);
         let before = Usage {
@@ -243,6 +285,7 @@ mod tests {
         // Half a vCPU for 10 s, 64 MiB in use, 1000 B/s in, 500 B/s out.
         let now = Usage {
             at: 10_000,
+            read: 0,
             cpu_ns: 5_000_000_000,
             mem: 64 << 20,
             net: Some((10_000, 5_000)),

@@ -188,6 +188,7 @@ fn read_usage(
 ) -> Option<(super::insights::Usage, Option<(u64, u64)>, Option<u32>)> {
     let mut usage = super::insights::Usage {
         at: now,
+        read: super::now_ms(),
         ..Default::default()
     };
     let (mut net, mut read, mut pid) = (None, false, None);
